@@ -1,0 +1,135 @@
+"""The course manifest (`course.toml`): the eleven problem sets and where their files live."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = ROOT / "course.toml"
+STATUSES = ("written", "planned")
+
+
+class ManifestError(ValueError):
+    """The manifest is malformed or a problem set id is unknown."""
+
+
+@dataclass(frozen=True)
+class ProblemSet:
+    id: str
+    title: str
+    status: str
+    release: dt.date
+    due: dt.datetime
+    points: int
+    papers: tuple[str, ...]
+    module: str | None = None
+    root: Path = field(default=ROOT, compare=False, repr=False)
+
+    @property
+    def written(self) -> bool:
+        return self.status == "written"
+
+    @property
+    def source_dir(self) -> Path:
+        return self.root / "source" / self.id
+
+    @property
+    def source_notebook(self) -> Path:
+        return self.source_dir / f"{self.id}.ipynb"
+
+    @property
+    def release_dir(self) -> Path:
+        return self.root / "release" / self.id
+
+    @property
+    def release_notebook(self) -> Path:
+        return self.release_dir / f"{self.id}.ipynb"
+
+    @property
+    def autograder_dir(self) -> Path:
+        return self.root / "autograder" / self.id
+
+
+def _date(value, what: str) -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError as exc:
+        raise ManifestError(f"{what}: not an ISO date: {value!r}") from exc
+
+
+def _datetime(value, what: str) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value
+    try:
+        return dt.datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise ManifestError(f"{what}: not an ISO date-time: {value!r}") from exc
+
+
+def load(path: Path = MANIFEST) -> list[ProblemSet]:
+    """Parse and check the manifest; returns the problem sets in course order."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
+    out: list[ProblemSet] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(data.get("problem_set", [])):
+        where = f"{Path(path).name}: problem_set #{i + 1}"
+        missing = {"id", "title", "status", "release", "due", "points", "papers"} - set(entry)
+        if missing:
+            raise ManifestError(f"{where}: missing {sorted(missing)}")
+        ps_id = entry["id"]
+        if ps_id in seen:
+            raise ManifestError(f"{where}: duplicate id {ps_id}")
+        seen.add(ps_id)
+        if entry["status"] not in STATUSES:
+            raise ManifestError(f"{where} ({ps_id}): status must be one of {STATUSES}")
+        ps = ProblemSet(
+            id=ps_id,
+            title=entry["title"],
+            status=entry["status"],
+            release=_date(entry["release"], f"{ps_id}.release"),
+            due=_datetime(entry["due"], f"{ps_id}.due"),
+            points=int(entry["points"]),
+            papers=tuple(entry["papers"]),
+            module=entry.get("module"),
+            root=Path(path).resolve().parent,
+        )
+        if ps.written and not ps.module:
+            raise ManifestError(f"{ps_id}: a written problem set needs `module`")
+        if ps.due.date() < ps.release:
+            raise ManifestError(f"{ps_id}: due {ps.due} before release {ps.release}")
+        out.append(ps)
+    if not out:
+        raise ManifestError(f"{path}: no problem sets")
+    return out
+
+
+def select(spec: str | None = None, *, written_only: bool = True, path: Path = MANIFEST) -> list[ProblemSet]:
+    """The problem sets named by ``spec`` ("ps01", "ps01,ps02" or empty for all).
+
+    With ``written_only``, asking for a planned problem set by name is an error, and
+    "all" means all written ones.
+    """
+    sets = load(path)
+    by_id = {p.id: p for p in sets}
+    if not spec:
+        return [p for p in sets if p.written or not written_only]
+    chosen = []
+    for name in spec.replace(",", " ").split():
+        if name not in by_id:
+            raise ManifestError(f"unknown problem set {name!r}; known: {', '.join(by_id)}")
+        if written_only and not by_id[name].written:
+            raise ManifestError(f"{name} is listed in course.toml but not written yet (status = planned)")
+        chosen.append(by_id[name])
+    return chosen
+
+
+def get(ps_id: str, path: Path = MANIFEST) -> ProblemSet:
+    return select(ps_id, written_only=False, path=path)[0]
