@@ -1,0 +1,225 @@
+"""Unit tests of solutions.ps01_intro against independent oracles.
+
+numpy.interp, torch.optim, torch.autograd, torch.nn.functional / torch.nn modules,
+scikit-learn PCA, scipy.linalg.subspace_angles and closed forms.
+"""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+import torch.nn.functional as F
+from sklearn.decomposition import PCA
+
+from coursekit.checks import assert_close
+from solutions import ps01_intro as ps
+
+DT = torch.float64
+
+
+def _eval_net(x, w, b, a, c):
+    return c + np.maximum(np.outer(x, w) + b, 0.0) @ a
+
+
+# ---------------------------------------------------------------- ex1
+@pytest.mark.parametrize("K", [2, 3, 7, 25])
+def test_relu_interpolant_matches_numpy_interp(K):
+    rng = np.random.default_rng(K)
+    knots = np.sort(rng.uniform(-3, 3, K)) + np.arange(K) * 1e-3
+    values = rng.normal(size=K)
+    w, b, a, c = ps.relu_interpolant(knots, values)
+    x = np.concatenate([rng.uniform(-6, 6, 400), knots])
+    assert_close(_eval_net(x, w, b, a, c), np.interp(x, knots, values), name="network", rtol=1e-9, atol=1e-9)
+
+
+# ---------------------------------------------------------------- ex2
+def _quadratic(P, seed):
+    g = torch.Generator().manual_seed(seed)
+    Q = torch.randn(P, P, generator=g, dtype=DT)
+    A = Q @ Q.T / P + 0.1 * torch.eye(P, dtype=DT)
+    bvec = torch.randn(P, generator=g, dtype=DT)
+    theta0 = torch.randn(P, generator=g, dtype=DT)
+    return A, bvec, theta0
+
+
+def _torch_trajectory(opt_cls, kwargs, A, bvec, theta0, n):
+    p = torch.nn.Parameter(theta0.clone())
+    opt = opt_cls([p], **kwargs)
+    out = []
+    for _ in range(n):
+        opt.zero_grad()
+        (0.5 * p @ A @ p - bvec @ p).backward()
+        opt.step()
+        out.append(p.detach().clone())
+    return torch.stack(out)
+
+
+def _our_trajectory(step, n_state, A, bvec, theta0, n, **hp):
+    theta, state, out = theta0.clone(), [torch.zeros_like(theta0) for _ in range(n_state)], []
+    for t in range(1, n + 1):
+        grad = A @ theta - bvec
+        if step is ps.adam_step:
+            theta, *state = step(theta, grad, *state, t, **hp)
+        else:
+            theta, *state = step(theta, grad, *state, **hp)
+        out.append(theta.clone())
+    return torch.stack(out)
+
+
+OPTIMIZERS = [
+    (ps.momentum_step, 1, dict(lr=0.05, gamma=0.9), torch.optim.SGD, dict(lr=0.05, momentum=0.9)),
+    (ps.nesterov_step, 1, dict(lr=0.05, gamma=0.8), torch.optim.SGD, dict(lr=0.05, momentum=0.8, nesterov=True)),
+    (ps.adagrad_step, 1, dict(lr=0.3, eps=0.1), torch.optim.Adagrad, dict(lr=0.3, eps=0.1)),
+    (ps.rmsprop_step, 1, dict(lr=0.01, alpha=0.9, eps=0.05), torch.optim.RMSprop, dict(lr=0.01, alpha=0.9, eps=0.05)),
+    (
+        ps.adam_step,
+        2,
+        dict(lr=0.02, beta1=0.8, beta2=0.95, eps=1e-3),
+        torch.optim.Adam,
+        dict(lr=0.02, betas=(0.8, 0.95), eps=1e-3),
+    ),
+]
+
+
+@pytest.mark.parametrize("step,n_state,hp,opt_cls,kw", OPTIMIZERS, ids=lambda o: getattr(o, "__name__", ""))
+def test_optimizer_matches_torch_optim(step, n_state, hp, opt_cls, kw):
+    A, bvec, theta0 = _quadratic(6, 0)
+    ours = _our_trajectory(step, n_state, A, bvec, theta0, 60, **hp)
+    ref = _torch_trajectory(opt_cls, kw, A, bvec, theta0, 60)
+    assert_close(ours, ref, name=f"{step.__name__} trajectory")
+
+
+# ---------------------------------------------------------------- ex3
+def _mlp_params(seed, N=7, D=4, H=5, C=3):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(*s, generator=g, dtype=DT) for s in [(N, D), (N, C), (D, H), (H,), (H, C), (C,)]]
+
+
+def test_mlp_forward_matches_torch_modules():
+    X, _, W1, b1, W2, b2 = _mlp_params(1)
+    ref = F.linear(torch.tanh(F.linear(X, W1.T, b1)), W2.T, b2)
+    assert_close(ps.mlp_forward(X, W1, b1, W2, b2), ref, name="Yhat")
+
+
+def test_mlp_loss_and_grads_match_autograd():
+    X, Y, *params = _mlp_params(2)
+    leaves = [p.clone().requires_grad_() for p in params]
+    W1, b1, W2, b2 = leaves
+    Yhat = F.linear(torch.tanh(F.linear(X, W1.T, b1)), W2.T, b2)
+    ref_loss = 0.5 * Y.shape[1] * F.mse_loss(Yhat, Y)
+    ref_grads = torch.autograd.grad(ref_loss, leaves)
+    loss, *grads = ps.mlp_loss_and_grads(X, Y, *params)
+    assert_close(loss, ref_loss.detach(), name="loss")
+    for name, g, r in zip(["dW1", "db1", "dW2", "db2"], grads, ref_grads):
+        assert_close(g, r, name=name)
+
+
+def test_numerical_gradient_matches_autograd():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 4, generator=g, dtype=DT)
+    x0 = x.clone()
+
+    def f(z):
+        return (z**3).sum() + torch.sin(z).prod()
+
+    xr = x.clone().requires_grad_()
+    (ref,) = torch.autograd.grad(f(xr), xr)
+    num = ps.numerical_gradient(f, x, h=1e-4)
+    assert_close(num, ref, name="numerical gradient", rtol=1e-6, atol=1e-7)
+    assert_close(x, x0, name="x after the call")
+
+
+# ---------------------------------------------------------------- ex4
+def _pca_data(seed, N=400, D=8, mean=3.0):
+    g = torch.Generator().manual_seed(seed)
+    lam = torch.tensor([4.0, 2.5, 1.5, 0.3, 0.2, 0.1, 0.05, 0.02], dtype=DT)[:D]
+    Q, _ = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=DT))
+    X = torch.randn(N, D, generator=g, dtype=DT) * lam.sqrt() @ Q.T + mean * torch.randn(D, generator=g, dtype=DT)
+    return X
+
+
+def test_principal_subspace_matches_sklearn_pca():
+    X = _pca_data(4)
+    N = X.shape[0]
+    U, lam = ps.principal_subspace(X, 3)
+    pca = PCA().fit(X.numpy())
+    assert_close(lam, pca.explained_variance_ * (N - 1) / N, name="eigenvalues")
+    Vk = pca.components_[:3].T
+    assert_close(U @ U.T, torch.from_numpy(Vk @ Vk.T), name="projector onto top-3 subspace")
+    assert_close(U.T @ U, torch.eye(3, dtype=DT), name="U^T U")
+
+
+def test_linear_autoencoder_spans_principal_subspace():
+    X = _pca_data(5)
+    k = 3
+    W_enc, W_dec = ps.train_linear_autoencoder(X, k, torch.Generator().manual_seed(0))
+    assert W_enc.shape == (8, k) and W_dec.shape == (k, 8)
+    Vk = PCA(n_components=k).fit(X.numpy()).components_.T
+    angles = scipy.linalg.subspace_angles(W_dec.T.numpy(), Vk)
+    assert_close(angles, np.zeros(k), name="principal angles (decoder rows)", atol=1e-5)
+    Xc = X - X.mean(0)
+    err = ((Xc - Xc @ W_enc @ W_dec) ** 2).sum() / X.shape[0]
+    discarded = np.linalg.eigvalsh(np.cov(X.numpy().T, bias=True))[: 8 - k].sum()
+    assert_close(err, discarded, name="reconstruction error", rtol=1e-7)
+
+
+# ---------------------------------------------------------------- ex5
+@pytest.mark.parametrize("stride,padding", [(1, 0), (2, 1), (3, 2)])
+def test_conv2d_matches_functional(stride, padding):
+    g = torch.Generator().manual_seed(stride)
+    x = torch.randn(2, 3, 9, 11, generator=g, dtype=DT)
+    w = torch.randn(4, 3, 3, 2, generator=g, dtype=DT)
+    b = torch.randn(4, generator=g, dtype=DT)
+    assert_close(ps.conv2d(x, w, b, stride, padding), F.conv2d(x, w, b, stride, padding), name="conv2d")
+
+
+def test_residual_block_matches_nn_modules_and_zero_branch_is_identity():
+    torch.manual_seed(0)
+    d, H = 5, 7
+    lin1, lin2 = torch.nn.Linear(d, H).double(), torch.nn.Linear(H, d).double()
+    x = torch.randn(6, d, dtype=DT)
+    with torch.no_grad():
+        ref = x + lin2(torch.relu(lin1(x)))
+        out = ps.residual_block(x, lin1.weight.T, lin1.bias, lin2.weight.T, lin2.bias)
+        assert_close(out, ref, name="residual block")
+        zero = ps.residual_block(x, lin1.weight.T, lin1.bias, torch.zeros(H, d, dtype=DT), torch.zeros(d, dtype=DT))
+    assert_close(zero, x, name="zero-branch block")
+
+
+# ---------------------------------------------------------------- ex6
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_matches_functional(masked):
+    g = torch.Generator().manual_seed(6)
+    q = torch.randn(2, 3, 5, 4, generator=g, dtype=DT)
+    k = torch.randn(2, 3, 7, 4, generator=g, dtype=DT)
+    v = torch.randn(2, 3, 7, 6, generator=g, dtype=DT)
+    mask = torch.rand(5, 7, generator=g) < 0.5 if masked else None
+    if masked:
+        mask[:, 0] = True
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert_close(ps.scaled_dot_product_attention(q, k, v, mask), ref, name="attention")
+
+
+def test_positional_encoding_closed_form():
+    L, d = 11, 6
+    ref = np.zeros((L, d))
+    for pos in range(L):
+        for j in range(d):
+            ref[pos, j] = (np.sin if j % 2 == 0 else np.cos)(pos / 10000 ** ((j - j % 2) / d))
+    assert_close(ps.sinusoidal_positional_encoding(L, d), ref, name="PE")
+
+
+# ---------------------------------------------------------------- ex7
+@pytest.mark.parametrize("r", [1, 2, 3])
+def test_pixel_shuffle_matches_nn_pixelshuffle(r):
+    x = torch.randn(2, 2 * r * r, 4, 5, generator=torch.Generator().manual_seed(r), dtype=DT)
+    assert_close(ps.pixel_shuffle(x, r), torch.nn.PixelShuffle(r)(x), name="pixel_shuffle")
+
+
+def test_psnr_closed_form():
+    x = torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(7), dtype=DT)
+    delta = torch.tensor([0.1, 0.01, 0.5], dtype=DT)
+    y = x + delta[:, None, None, None] * torch.where(torch.rand(x.shape) < 0.5, 1.0, -1.0).double()
+    # MSE of image n is delta_n^2, so PSNR = -20 log10(delta_n) for max 1 and 20 log10(255 / delta_n) for max 255
+    assert_close(ps.psnr(x, y), -20 * np.log10(delta.numpy()), name="psnr")
+    assert_close(ps.psnr(255 * x, 255 * y, 255.0), -20 * np.log10(delta.numpy()), name="psnr, max 255")
