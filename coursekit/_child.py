@@ -178,6 +178,26 @@ class Guard:
         self.allowed_read = [os.path.realpath(p) for p in allowed_read]
         self.phase = "setup"  # setup | solution | code | test
         self.violations: list[tuple[str, str]] = []  # (severity, message)
+        self.in_hook = False
+        self.library_prefixes = tuple({os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix)} |
+                                      {sys.prefix + os.sep, sys.base_prefix + os.sep, "<frozen "})
+
+    def caller_is_student(self) -> bool:
+        """Whether the code that raised the current audit event is a submission's (not a library's)."""
+        self.in_hook = True
+        try:
+            frame = sys._getframe(3)  # caller_is_student <- hook <- (C) <- the triggering code
+            for _ in range(2):  # look through `inspect.currentframe()` and friends
+                if frame is None:
+                    return False
+                name = frame.f_code.co_filename
+                if not name.endswith(("inspect.py", "traceback.py")):
+                    break
+                frame = frame.f_back
+            return frame is not None and not any(
+                frame.f_code.co_filename.startswith(p) for p in self.library_prefixes)
+        finally:
+            self.in_hook = False
 
     def path_allowed(self, path, writing: bool) -> bool:
         if isinstance(path, int):
@@ -226,19 +246,20 @@ def _make_hook(guard: Guard):
         elif event == "object.__setattr__":
             obj, name = args[0], args[1]
             mod = getattr(obj, "__module__", "") or ""
-            if name == "__code__" or (isinstance(obj, type) and mod != "__main__"):
+            if (name == "__code__" or (isinstance(obj, type) and mod != "__main__")) and guard.caller_is_student():
                 deny("forbidden", f"patching {getattr(obj, '__qualname__', obj)!s}.{name}")
         elif event == "object.__delattr__":
             obj = args[0]
-            if isinstance(obj, type) and (getattr(obj, "__module__", "") or "") != "__main__":
+            if isinstance(obj, type) and (getattr(obj, "__module__", "") or "") != "__main__" \
+                    and guard.caller_is_student():
                 deny("forbidden", f"deleting {getattr(obj, '__qualname__', obj)!s}.{args[1]}")
         elif event in BLOCKED_EVENTS:
             severity = "forbidden" if event.startswith(("gc.", "sys.", "ctypes.")) else "blocked"
             deny(severity, BLOCKED_EVENTS[event])
-        elif guard.phase == "test":
-            if event == "sys._getframe" or event == "sys._current_frames":
-                deny("forbidden", "inspecting the test's frames")
-            elif event == "object.__getattr__" and len(args) > 1 and args[1] in FRAME_ATTRS:
+        elif guard.phase == "test" and not guard.in_hook:
+            frame_event = event in ("sys._getframe", "sys._current_frames") or (
+                event == "object.__getattr__" and len(args) > 1 and args[1] in FRAME_ATTRS)
+            if frame_event and guard.caller_is_student():
                 deny("forbidden", "inspecting the test's frames")
 
     return hook

@@ -17,6 +17,7 @@ import signal
 import site
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ class CellResult:
 
 
 _CTX = None
+_START_LOCK = threading.Lock()
 
 
 def _context():
@@ -104,14 +106,15 @@ class _Child:
 
         self.proc = ctx.Process(target=_child.main, args=(child_conn, req), daemon=True)
         # children start from the preloaded fork server; keep them from re-importing __main__
-        main = sys.modules["__main__"]
-        saved = {k: main.__dict__.pop(k) for k in ("__file__",) if k in main.__dict__}
-        saved_spec, main.__spec__ = getattr(main, "__spec__", None), None
-        try:
-            self.proc.start()
-        finally:
-            main.__dict__.update(saved)
-            main.__spec__ = saved_spec
+        with _START_LOCK:
+            main = sys.modules["__main__"]
+            saved = {k: main.__dict__.pop(k) for k in ("__file__",) if k in main.__dict__}
+            saved_spec, main.__spec__ = getattr(main, "__spec__", None), None
+            try:
+                self.proc.start()
+            finally:
+                main.__dict__.update(saved)
+                main.__spec__ = saved_spec
         child_conn.close()
         self.pid = self.proc.pid
         hello = self._recv(limits.startup_timeout)

@@ -1,0 +1,88 @@
+"""Per-student feedback HTML: per graded cell, points and pass/fail with the error message.
+
+Built from grading results, never from the executed instructor cells, so it cannot show
+hidden tests: only the *public* part of a test cell is quoted, and any line of a hidden
+test or of a solution that appears in a message (a submission may try to print them)
+is redacted.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+from . import notebook
+
+
+def secret_lines(source_nb) -> list[str]:
+    """Lines of hidden tests and solution regions long enough to be worth redacting."""
+    secret = []
+    for c in notebook.cells(source_nb):
+        if c.kind not in ("test", "solution"):
+            continue
+        begin, end = (notebook.BEGIN_HIDDEN, notebook.END_HIDDEN) if c.kind == "test" else \
+            (notebook.BEGIN_SOLUTION, notebook.END_SOLUTION)
+        inside = False
+        for line in c.source.splitlines():
+            s = line.strip()
+            if s == begin:
+                inside = True
+            elif s == end:
+                inside = False
+            elif inside and len(s) >= 12 and not s.startswith("#"):
+                secret.append(s)
+    return sorted(set(secret), key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for s in secrets:
+        if s in text:
+            text = text.replace(s, "[hidden test]")
+    return text
+
+
+def render(g, ps, source_nb, secrets: list[str] | None = None) -> str:
+    secrets = secret_lines(source_nb) if secrets is None else secrets
+    e = html.escape
+    rows = []
+    for c in notebook.test_cells(source_nb):
+        got = g.scores.get(c.grade_id, 0.0)
+        ok = got >= c.points and not g.messages.get(c.grade_id)
+        msg = redact(g.messages.get(c.grade_id, ""), secrets)
+        public = notebook.public_source(c.source).strip()
+        hidden = " (+ hidden tests)" if c.hidden else ""
+        rows.append(
+            f"<tr class='{'pass' if ok else 'fail'}'><td><code>{e(c.grade_id)}</code>{e(hidden)}</td>"
+            f"<td>{got:g} / {c.points:g}</td><td>{'passed' if ok else 'failed'}</td>"
+            f"<td><pre>{e(msg)}</pre>"
+            + ("" if ok else f"<details><summary>public test</summary><pre>{e(public)}</pre></details>")
+            + "</td></tr>"
+        )
+    flags = "".join(f"<li>{e(redact(f, secrets))}</li>" for f in g.flags)
+    notes = "".join(f"<li>{e(redact(n, secrets))}</li>" for n in g.notes)
+    error = f"<p class='fail'><b>Not graded:</b> {e(g.error)}</p>" if g.error else ""
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{e(ps.id)} feedback: {e(g.student_id)}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}} td,th{{border-bottom:1px solid #ddd;
+padding:.3em;vertical-align:top}} .pass td:nth-child(3){{color:#070}} .fail td:nth-child(3),.fail{{color:#a00}}
+pre{{white-space:pre-wrap;margin:0}}</style></head><body>
+<h1>{e(ps.id)} — {e(ps.title)}</h1>
+<p>Student: <b>{e(g.student_id)}</b> &middot; Score: <b>{g.total:g} / {g.max_total:g}</b></p>
+{error}
+{'<h2>Flags</h2><ul>' + flags + '</ul>' if flags else ''}
+{'<h2>Notes</h2><ul>' + notes + '</ul>' if notes else ''}
+<table><tr><th>graded cell</th><th>points</th><th>result</th><th>message</th></tr>
+{''.join(rows)}
+</table></body></html>
+"""
+
+
+def write_all(graded, ps, source_nb, out_dir: Path) -> None:
+    secrets = secret_lines(source_nb)
+    for g in graded:
+        path = Path(out_dir) / g.student_id / f"{ps.id}.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(render(g, ps, source_nb, secrets), encoding="utf-8")
+        os.replace(tmp, path)

@@ -1,0 +1,59 @@
+"""`make release`: nbgrader's generate_assignment builds release/psNN/ from source/psNN/.
+
+The release folder holds the student notebook and ``dlt_checks.py`` (the comparison helper,
+a copy of ``coursekit/checks.py``). It is committed; ``check`` regenerates it in a scratch
+folder and lists any difference.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import shutil
+import tempfile
+from pathlib import Path
+
+from .manifest import ProblemSet
+from .nbg import ScratchCourse
+
+
+def build(ps: ProblemSet, dest: Path | None = None) -> Path:
+    """Generate the student release of ``ps`` into ``dest`` (default: release/psNN/)."""
+    dest = Path(dest or ps.release_dir)
+    course = ScratchCourse(ps)
+    try:
+        built = course.generate()
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(built, dest)
+    finally:
+        course.close()
+    return dest
+
+
+def check(ps: ProblemSet) -> list[str]:
+    """Differences between the committed release and a fresh one; empty when up to date."""
+    if not ps.release_dir.exists():
+        return [f"{ps.release_dir} is missing: run `make release PS={ps.id}`"]
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = build(ps, Path(tmp) / ps.id)
+        cmp = filecmp.dircmp(fresh, ps.release_dir)
+        problems = []
+
+        def walk(c, prefix=""):
+            for name in c.left_only:
+                problems.append(f"missing in release/: {prefix}{name}")
+            for name in c.right_only:
+                problems.append(f"extra in release/: {prefix}{name}")
+            for name in c.diff_files:
+                problems.append(f"out of date: {prefix}{name}")
+            for name in c.funny_files:
+                problems.append(f"cannot compare: {prefix}{name}")
+            for sub, subcmp in c.subdirs.items():
+                walk(subcmp, f"{prefix}{sub}/")
+
+        # dircmp's shallow compare trusts size+mtime: compare bytes
+        for name in cmp.common_files:
+            if (Path(fresh) / name).read_bytes() != (ps.release_dir / name).read_bytes():
+                cmp.diff_files.append(name) if name not in cmp.diff_files else None
+        walk(cmp)
+        return [f"{ps.id}: {p} (run `make release PS={ps.id}`)" for p in sorted(set(problems))]
