@@ -58,9 +58,18 @@ PATH_WRITE_EVENTS = ("os.remove", "os.rename", "os.rmdir", "os.truncate", "os.ch
                      "os.link", "os.symlink", "os.mkdir", "os.utime", "shutil.rmtree", "shutil.move")
 FRAME_ATTRS = {"tb_frame", "f_back", "gi_frame", "cr_frame", "ag_frame", "f_globals", "f_locals",
                "gi_code", "f_builtins"}
-PROTECTED_MODULES = ("builtins", "math", "numpy", "numpy.testing", "numpy.linalg", "numpy.random",
-                     "torch", "torch.testing", "torch.linalg", "torch.nn.functional", "torch.func",
-                     "dlt_checks", "json", "os", "sys", "coursekit._child")
+# Modules checked whole (no library rebinds their attributes at run time) ...
+PROTECTED_MODULES = ("builtins", "math", "numpy.testing", "torch.testing", "dlt_checks", "json", "coursekit._child")
+# ... and, in large libraries that rebind some of their own names lazily, the names checks rely on.
+PROTECTED_NAMES = {
+    "numpy": ("allclose", "isclose", "array_equal", "array_equiv", "asarray", "asanyarray", "array", "abs",
+              "absolute", "max", "amax", "min", "all", "any", "isfinite", "isnan", "isinf", "where", "argmax",
+              "unravel_index", "argwhere", "sum", "mean", "linalg", "testing", "float64", "ndarray", "errstate"),
+    "numpy.linalg": ("norm", "eigh", "svd", "matrix_rank", "solve", "inv"),
+    "torch": ("allclose", "isclose", "equal", "as_tensor", "tensor", "from_numpy", "abs", "max", "all", "any",
+              "isfinite", "isnan", "testing", "Tensor", "float64", "float32", "linalg", "autograd", "func"),
+    "torch.linalg": ("norm", "eigh", "svd", "matrix_rank", "solve", "inv", "vector_norm", "matrix_norm"),
+}
 
 
 class SandboxViolation(PermissionError):
@@ -138,9 +147,12 @@ def _snapshot() -> dict:
     snap = {}
     for name in PROTECTED_MODULES:
         mod = sys.modules.get(name)
-        if mod is None:
-            continue
-        snap[name] = (mod, dict(vars(mod)))
+        if mod is not None:
+            snap[name] = (mod, dict(vars(mod)))
+    for name, attrs in PROTECTED_NAMES.items():
+        mod = sys.modules.get(name)
+        if mod is not None:
+            snap[name] = (mod, {a: getattr(mod, a) for a in attrs if hasattr(mod, a)})
     return snap
 
 
@@ -152,8 +164,7 @@ def _diff(snap: dict) -> list[str]:
             continue
         now = vars(mod)
         for key, value in attrs.items():
-            if key in ("__warningregistry__", "__loader__", "__spec__", "_ih", "_oh", "_dh", "In", "Out",
-                       "_", "__", "___", "__builtins__") or key.startswith("_i"):
+            if key in ("__warningregistry__", "__loader__", "__spec__", "__builtins__") or key.startswith("_"):
                 continue
             if now.get(key, _diff) is not value and not _mutable_state(name, key):
                 changed.append(f"{name}.{key} was replaced")
@@ -213,6 +224,13 @@ class Guard:
         return any(p == a or p.startswith(a.rstrip(os.sep) + os.sep) for a in self.allowed_read)
 
 
+def _write_severity(path: str) -> str:
+    """Writing to scratch space is only refused; writing anywhere else is an attempt on course files."""
+    real = os.path.realpath(path)
+    scratch = real.startswith(("/tmp/", "/var/tmp/", "/dev/shm/")) and not real.startswith("/tmp/dlt-grade-")
+    return "blocked" if scratch else "forbidden"
+
+
 def _make_hook(guard: Guard):
     def deny(severity: str, message: str):
         guard.violations.append((severity, message))
@@ -227,7 +245,8 @@ def _make_hook(guard: Guard):
             writing = bool(mode and any(ch in str(mode) for ch in "wax+")) or bool(
                 isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND))
             if not guard.path_allowed(path, writing):
-                deny("forbidden", f"{'writing' if writing else 'reading'} {os.fsdecode(path) if not isinstance(path, int) else path}")
+                shown = os.fsdecode(path) if not isinstance(path, int) else str(path)
+                deny(_write_severity(shown) if writing else "forbidden", f"{'writing' if writing else 'reading'} {shown}")
         elif event == "sqlite3.connect":
             if args and not guard.path_allowed(args[0], True) and str(args[0]) != ":memory:":
                 deny("forbidden", f"opening database {args[0]}")
@@ -238,7 +257,7 @@ def _make_hook(guard: Guard):
         elif event in PATH_WRITE_EVENTS:
             for p in args[:2]:
                 if isinstance(p, (str, bytes, os.PathLike)) and not guard.path_allowed(p, True):
-                    deny("forbidden", f"{event} on {os.fsdecode(p)}")
+                    deny(_write_severity(os.fsdecode(p)), f"{event} on {os.fsdecode(p)}")
         elif event == "os.kill":
             pid = args[0]
             if pid not in (os.getpid(), 0) and pid > 0 or pid <= 0:
@@ -301,6 +320,10 @@ def main(conn, req: dict) -> None:
     for key, value in {"HOME": workdir, "TMPDIR": workdir, "MPLCONFIGDIR": workdir, "MPLBACKEND": "Agg",
                        "PYTHONHASHSEED": "0"}.items():
         os.environ[key] = value
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(workdir, ".torchinductor")
+    import tempfile
+
+    tempfile.tempdir = workdir
     os.chdir(workdir)
     sys.path.insert(0, workdir)
     import numpy  # noqa: F401 -- warm, protected modules

@@ -172,7 +172,12 @@ def gradebook_url(explicit: str | None = None) -> str:
 
     cfg = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
     url = cfg.CourseDirectory.get("db_url") if "CourseDirectory" in cfg else None
-    return url or f"sqlite:///{ROOT / 'grading' / 'gradebook.db'}"
+    url = url or "sqlite:///grading/gradebook.db"
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        path = ROOT / url[len("sqlite:///"):]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{path}"
+    return url
 
 
 # --- the batch --------------------------------------------------------------------------

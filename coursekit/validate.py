@@ -69,14 +69,8 @@ def validate(ps: ProblemSet, paths=PATHS, log=print) -> Report:
     report.problems += check_source(ps)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        course = ScratchCourse(ps, tmp / "course") if "nbgrader" in paths else None
-        release_nb = notebook.read(ps.release_notebook) if ps.release_notebook.exists() else None
-        if course is not None:
-            release_dir = course.generate()
-            release_nb = notebook.read(release_dir / f"{ps.id}.ipynb")
-        if release_nb is None:
-            report.problems.append(f"{ps.id}: no release notebook; run `make release PS={ps.id}`")
-            return report
+        course = ScratchCourse(ps, tmp / "course")  # a fresh release, and nbgrader's gradebook
+        release_nb = notebook.read(course.generate() / f"{ps.id}.ipynb")
         subs = {"instructor": tmp / "instructor.ipynb", "stub": tmp / "stub.ipynb"}
         nbformat.write(instructor_submission(ps, release_nb), str(subs["instructor"]))
         nbformat.write(release_nb, str(subs["stub"]))
@@ -105,8 +99,7 @@ def validate(ps: ProblemSet, paths=PATHS, log=print) -> Report:
                 report.scores[(who, how)] = scores
                 log(f"  {ps.id}: {who:<10} via {how:<9} {sum(scores.values()):g}/{ps.points} "
                     f"in {report.seconds[(who, how)]:.1f}s")
-        if course is not None:
-            course.close()
+        course.close()
     for c in tests:
         for how in paths:
             full = report.scores.get(("instructor", how), {}).get(c.grade_id)

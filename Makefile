@@ -1,0 +1,66 @@
+# The verbs of the course. Each target creates/updates the virtual environment first.
+#   make demo                 release + autograders for every written problem set, grade the demo class
+#   make test                 the whole test suite (what CI runs)
+#   make release [PS=ps01]    nbgrader generate_assignment -> release/
+#   make autograder [PS=..]   otter tests + Gradescope autograder.zip -> autograder/
+#   make validate [PS=..]     stubs fail, solutions pass, same scores via coursekit, nbgrader and otter
+#   make grade PS=ps01 SUBMISSIONS=<folder or zip> [JOBS=2] [DB=sqlite:///...] [ROSTER=roster.csv]
+#   make bench [PS=..]        timings and memory -> bench/
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+CK     := $(PY) -m coursekit
+export PS SUBMISSIONS JOBS DB ROSTER CELL_TIMEOUT MEMORY_GB
+
+.PHONY: venv demo test test-fast list check-source release check-release autograder try validate grade bench lint clean
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(CK) demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
+
+list: $(STAMP)
+	$(CK) list
+
+check-source: $(STAMP)
+	$(CK) check-source
+
+release: $(STAMP)
+	$(CK) release
+
+check-release: $(STAMP)
+	$(CK) check-release
+
+autograder: $(STAMP)
+	$(CK) autograder
+
+try: $(STAMP)
+	$(CK) try
+
+validate: $(STAMP)
+	$(CK) validate
+
+grade: $(STAMP)
+	$(CK) grade
+
+bench: $(STAMP)
+	$(CK) bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check coursekit solutions tests
+
+clean:
+	rm -rf autograder/ps* grading build .pytest_cache
