@@ -225,10 +225,11 @@ class Guard:
 
 
 def _write_severity(path: str) -> str:
-    """Writing to scratch space is only refused; writing anywhere else is an attempt on course files."""
+    """Creating a new file in scratch space is only refused; touching an existing file outside the
+    work directory, or writing anywhere else, is an attempt on course or other students' files."""
     real = os.path.realpath(path)
     scratch = real.startswith(("/tmp/", "/var/tmp/", "/dev/shm/")) and not real.startswith("/tmp/dlt-grade-")
-    return "blocked" if scratch else "forbidden"
+    return "blocked" if scratch and not os.path.lexists(real) else "forbidden"
 
 
 def _make_hook(guard: Guard):

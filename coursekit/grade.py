@@ -67,16 +67,13 @@ def score(results: list[sandbox.CellResult], tests: list[notebook.Cell]) -> tupl
     unless the submission tampered with the checks or did something forbidden before it."""
     by_gid = {r.grade_id: r for r in results if r.kind == "test"}
     scores, messages, flags, notes = {}, {}, [], []
-    cheating_since: str | None = None
     for r in results:
         forbidden = [m for sev, m in r.violations if sev == "forbidden"]
-        blocked = [m for sev, m in r.violations if sev != "forbidden"]
-        for m in blocked:
+        for m in (m for sev, m in r.violations if sev != "forbidden"):
             notes.append(f"blocked: {m}")
         if r.kind == "test":
             continue
-        if forbidden and cheating_since is None:
-            cheating_since = forbidden[0]
+        if forbidden:
             flags.append(f"suspicious: {forbidden[0]} (in {r.grade_id or 'an added cell'}); later exercises get 0")
         if r.status in ("timeout", "crashed"):
             flags.append(f"runaway code in {r.grade_id or 'an added cell'}: {r.status}")
@@ -104,6 +101,8 @@ def score(results: list[sandbox.CellResult], tests: list[notebook.Cell]) -> tupl
         else:
             scores[gid] = 0.0
             messages[gid] = r.error or r.status
+            if "suspicious:" in (r.error or ""):
+                flags.append(f"suspicious return value in {gid}: {r.error.split('suspicious:', 1)[1].strip()[:80]}")
             if r.status in ("timeout", "crashed"):
                 flags.append(f"runaway code during {gid}: {r.status}")
     for t in tests:

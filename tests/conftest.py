@@ -1,0 +1,31 @@
+"""Shared fixtures: the fixture course (one tiny problem set) copied to a scratch folder."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURE = Path(__file__).parent / "fixtures" / "course"
+sys.path.insert(0, str(FIXTURE))  # the fixture's solutions module `ps00_toy`
+
+
+@pytest.fixture(scope="session")
+def toy_course(tmp_path_factory):
+    """A copy of tests/fixtures/course with its release generated; returns the ProblemSet ps00."""
+    from coursekit import manifest, release
+
+    root = tmp_path_factory.mktemp("course")
+    shutil.copytree(FIXTURE, root, dirs_exist_ok=True)
+    ps = manifest.load(root / "course.toml")[0]
+    release.build(ps)
+    return ps
+
+
+@pytest.fixture(scope="session")
+def toy_nb(toy_course):
+    from coursekit import notebook
+
+    return notebook.read(toy_course.source_notebook)

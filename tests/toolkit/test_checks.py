@@ -1,0 +1,76 @@
+"""The comparison helper: type, then shape, then values; messages name the worst entry."""
+
+import numpy as np
+import pytest
+import torch
+
+from coursekit.checks import CheckError, assert_close, assert_dtype, assert_less, assert_shape, assert_true, to_numpy
+
+
+def test_close_values_pass_within_dtype_tolerance():
+    assert_close(np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-12]))
+    assert_close(torch.tensor([1.0, 2.0], dtype=torch.float32), np.array([1.0, 2.0 + 1e-6]))
+
+
+def test_float32_result_gets_float32_tolerance_but_not_more():
+    assert_close(torch.tensor([1.0 + 5e-6]), np.array([1.0]))
+    with pytest.raises(CheckError):
+        assert_close(torch.tensor([1.01]), np.array([1.0]))
+
+
+def test_message_names_worst_entry_and_errors():
+    with pytest.raises(CheckError) as e:
+        assert_close(np.array([[1.0, 2.0], [3.0, 4.5]]), np.array([[1.0, 2.0], [3.0, 4.0]]), name="W")
+    msg = str(e.value)
+    assert "W is off at index (1, 1)" in msg and "abs error 0.5" in msg and "rel error 0.125" in msg
+
+
+def test_shape_mismatch_is_reported_before_values():
+    with pytest.raises(CheckError, match=r"wrong shape for dW: yours \(3, 4\), expected \(4, 3\)"):
+        assert_close(np.zeros((3, 4)), np.zeros((4, 3)), name="dW")
+
+
+class AlwaysEqual:
+    def __eq__(self, other):
+        return True
+
+    def __array__(self, dtype=None, copy=None):
+        return np.zeros(3)
+
+
+class FakeTensor(torch.Tensor):
+    pass
+
+
+@pytest.mark.parametrize("cheat", [AlwaysEqual(), np.array([AlwaysEqual()] * 3, dtype=object)])
+def test_objects_that_pretend_are_rejected(cheat):
+    with pytest.raises(CheckError):
+        assert_close(cheat, np.zeros(3))
+
+
+def test_tensor_subclass_is_rejected_but_parameter_accepted():
+    with pytest.raises(CheckError):
+        to_numpy(torch.zeros(3).as_subclass(FakeTensor))
+    assert_close(torch.nn.Parameter(torch.zeros(3, dtype=torch.float64)), np.zeros(3))
+
+
+def test_nan_mismatch_and_matching_nans():
+    with pytest.raises(CheckError, match="NaN mismatch"):
+        assert_close(np.array([np.nan, 1.0]), np.array([0.0, 1.0]))
+    assert_close(np.array([np.nan, np.inf]), np.array([np.nan, np.inf]))
+
+
+def test_shape_dtype_true_less():
+    assert_shape(np.zeros((2, 3)), (2, None))
+    with pytest.raises(CheckError):
+        assert_shape(np.zeros((2, 3)), (3, 2))
+    assert_dtype(torch.zeros(2, dtype=torch.float64), torch.float64)
+    with pytest.raises(CheckError):
+        assert_dtype(torch.zeros(2, dtype=torch.float32), torch.float64)
+    with pytest.raises(CheckError, match="went wrong"):
+        assert_true(False, "went wrong")
+    with pytest.raises(CheckError):
+        assert_true(AlwaysEqual(), "objects are not conditions")
+    assert_less(0.5, 1.0)
+    with pytest.raises(CheckError):
+        assert_less(2.0, 1.0)
