@@ -57,7 +57,7 @@ def nesterov_step(theta, grad, buf, lr, gamma):
 
 
 def adagrad_step(theta, grad, G, lr, eps):
-    """One step of Adagrad (Ruder 2016, Sec. 4.3, eq. 5), eps outside the root as in torch.optim.Adagrad.
+    """One step of Adagrad (Ruder 2016, Sec. 4.3), eps outside the root as in torch.optim.Adagrad.
 
     G <- G + g^2; theta <- theta - lr g / (sqrt(G) + eps)
 
@@ -83,7 +83,7 @@ def rmsprop_step(theta, grad, Eg2, lr, alpha, eps):
 
 
 def adam_step(theta, grad, m, v, t, lr, beta1, beta2, eps):
-    """One step of Adam (Ruder 2016, Sec. 4.6, eqs. 19-21; Kingma & Ba 2015, Alg. 1).
+    """One step of Adam (Ruder 2016, Sec. 4.6; Kingma & Ba 2015, Algorithm 1).
 
     m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g^2; m_hat = m / (1 - b1^t); v_hat = v / (1 - b2^t);
     theta <- theta - lr m_hat / (sqrt(v_hat) + eps)
@@ -132,7 +132,7 @@ def mlp_loss_and_grads(X, Y, W1, b1, W2, b2):
 
 
 def numerical_gradient(f, x, h=1e-5):
-    """Centred finite-difference gradient (Goodfellow et al. 2016, Sec. 11.5, eq. 11.8).
+    """Centred finite-difference gradient (Goodfellow et al. 2016, Sec. 11.5).
 
     g_i = (f(x + h e_i) - f(x - h e_i)) / (2 h) for every entry i of x; x is left unchanged.
 
@@ -261,7 +261,7 @@ def pixel_shuffle(x, r):
 
 
 def psnr(x, y, max_val=1.0):
-    """Peak signal-to-noise ratio per image, the SR metric of Ledig et al. 2017 (Sec. 4): 10 log10(max^2 / MSE).
+    """Peak signal-to-noise ratio per image, the SR metric reported by Ledig et al. 2017 (Tables 1-2): 10 log10(max^2 / MSE).
 
     x, y: (N, C, H, W) float64 tensors; max_val: float, the largest possible pixel value
     returns: (N,) float64, the PSNR in dB of each image pair (MSE over C, H, W of that image)
