@@ -197,7 +197,7 @@ def conv2d(x, w, b, stride=1, padding=0):
     x: (N, C, H, W) float64; w: (O, C, kH, kW) float64; b: (O,) float64; stride, padding: int
     returns: (N, O, (H + 2 padding - kH) // stride + 1, (W + 2 padding - kW) // stride + 1) float64
     """
-    N, C, H, W = x.shape
+    N, _, H, W = x.shape
     O, _, kH, kW = w.shape
     Ho = (H + 2 * padding - kH) // stride + 1
     Wo = (W + 2 * padding - kW) // stride + 1

@@ -67,16 +67,22 @@ def _our_trajectory(step, n_state, A, bvec, theta0, n, **hp):
 
 
 OPTIMIZERS = [
-    (ps.momentum_step, 1, dict(lr=0.05, gamma=0.9), torch.optim.SGD, dict(lr=0.05, momentum=0.9)),
-    (ps.nesterov_step, 1, dict(lr=0.05, gamma=0.8), torch.optim.SGD, dict(lr=0.05, momentum=0.8, nesterov=True)),
-    (ps.adagrad_step, 1, dict(lr=0.3, eps=0.1), torch.optim.Adagrad, dict(lr=0.3, eps=0.1)),
-    (ps.rmsprop_step, 1, dict(lr=0.01, alpha=0.9, eps=0.05), torch.optim.RMSprop, dict(lr=0.01, alpha=0.9, eps=0.05)),
+    (ps.momentum_step, 1, {"lr": 0.05, "gamma": 0.9}, torch.optim.SGD, {"lr": 0.05, "momentum": 0.9}),
+    (ps.nesterov_step, 1, {"lr": 0.05, "gamma": 0.8}, torch.optim.SGD, {"lr": 0.05, "momentum": 0.8, "nesterov": True}),
+    (ps.adagrad_step, 1, {"lr": 0.3, "eps": 0.1}, torch.optim.Adagrad, {"lr": 0.3, "eps": 0.1}),
+    (
+        ps.rmsprop_step,
+        1,
+        {"lr": 0.01, "alpha": 0.9, "eps": 0.05},
+        torch.optim.RMSprop,
+        {"lr": 0.01, "alpha": 0.9, "eps": 0.05},
+    ),
     (
         ps.adam_step,
         2,
-        dict(lr=0.02, beta1=0.8, beta2=0.95, eps=1e-3),
+        {"lr": 0.02, "beta1": 0.8, "beta2": 0.95, "eps": 1e-3},
         torch.optim.Adam,
-        dict(lr=0.02, betas=(0.8, 0.95), eps=1e-3),
+        {"lr": 0.02, "betas": (0.8, 0.95), "eps": 1e-3},
     ),
 ]
 
