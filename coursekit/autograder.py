@@ -81,20 +81,28 @@ def test_files(ps: ProblemSet, limits: Limits = Limits()) -> dict[str, str]:
     out = {}
     for i, c in enumerate(notebook.test_cells(nb)):
         ident = "".join(ch if ch.isalnum() else "_" for ch in c.grade_id)
-        out[f"q{i + 1:02d}_{ident}.py"] = TEST_TEMPLATE.format(
+        out[f"{c.grade_id}.py"] = TEST_TEMPLATE.format(
             grade_id=c.grade_id, ps_id=ps.id, points=c.points, hidden=c.hidden, ident=ident,
             source=notebook.instructor_source(c.source), timeout=float(limits.cell_timeout))
     return out
 
 
-def otter_config(limits: Limits = Limits()) -> dict:
+def otter_config(ps: ProblemSet, limits: Limits = Limits()) -> dict:
+    from .nbg import ScratchCourse
+
+    course = ScratchCourse(ps)
+    try:
+        plan = json.loads((course.generate() / f"{ps.id}.ipynb").read_text())
+    finally:
+        course.close()
     return {
         "lang": "python",
         "show_stdout": False,
         "show_hidden": False,
         "print_score": True,
         "plugins": [{"coursekit.otter_limits.LimitsPlugin": {
-            "cell_timeout": limits.cell_timeout, "grace": limits.grace, "memory_bytes": limits.memory_bytes}}],
+            "cell_timeout": limits.cell_timeout, "grace": limits.grace, "memory_bytes": limits.memory_bytes,
+            "plan": plan}}],
     }
 
 
@@ -106,7 +114,7 @@ def build(ps: ProblemSet, limits: Limits = Limits()) -> Path:
     (out / "tests").mkdir(parents=True)
     for name, text in test_files(ps, limits).items():
         (out / "tests" / name).write_text(text)
-    (out / "otter_config.json").write_text(json.dumps(otter_config(limits), indent=2))
+    (out / "otter_config.json").write_text(json.dumps(otter_config(ps, limits), indent=1))
     (out / "requirements.txt").write_text(REQUIREMENTS)
     with tempfile.TemporaryDirectory() as tmp:
         helper = Path(tmp) / HELPER_NAME

@@ -1,8 +1,12 @@
-"""Otter plugin: the same per-cell time limit and memory limit as `make grade`, under `otter run`.
+"""Otter plugin: grade under `otter run` exactly as `make grade` does.
 
-``otter run`` executes a notebook with no timeout at all. Before execution this plugin puts a
-cell first in the submission that, inside the kernel, caps the address space and arms a
-timer around every cell (a cell over its limit raises ``TimeoutError``); a watchdog thread
+Before execution it rebuilds the submission the way `coursekit.assemble` does for
+`make grade`: the instructor's setup cells and cell order, the student's own code, and at
+the place of each graded cell a placeholder that makes otter run that cell's test right
+there (not at the end, where later cells may have changed the names a test uses).
+
+``otter run`` has no timeout at all: the first cell caps the kernel's address space and arms
+a timer around every cell (a cell over its limit raises ``TimeoutError``); a watchdog thread
 kills the kernel outright if a cell ignores the timer for ``grace`` more seconds.
 """
 
@@ -58,14 +62,33 @@ del __dlt_install_limits
 
 
 class LimitsPlugin(AbstractOtterPlugin):
-    """Configured in otter_config.json: cell_timeout (s), grace (s), memory_bytes."""
+    """Configured in otter_config.json: cell_timeout (s), grace (s), memory_bytes, and ``plan``
+    (the released notebook, whose structure the submission is graded against)."""
 
     def before_execution(self, submission):
         if not isinstance(submission, nbformat.NotebookNode):
             return submission
         cfg = {"cell_timeout": 60.0, "grace": 5.0, "memory_bytes": 6 * 2**30}
         cfg.update(self.plugin_config or {})
-        cell = nbformat.v4.new_code_cell(LIMITS_CELL.format(**cfg))
-        cell.metadata["tags"] = ["dlt-limits"]
-        submission.cells.insert(0, cell)
+        plan = cfg.pop("plan", None)
+        cells = []
+        if plan is not None:
+            from coursekit import assemble
+
+            import json
+
+            built = assemble.assemble(nbformat.reads(json.dumps(plan), as_version=4), submission)
+            for c in built.plan:
+                if c.kind == "test":
+                    cell = nbformat.v4.new_code_cell(f"# graded cell {c.grade_id}: otter runs its test here")
+                    cell.metadata["otter"] = {"tests": [c.grade_id]}
+                else:
+                    cell = nbformat.v4.new_code_cell(c.source)
+                cells.append(cell)
+            submission.cells = cells
+        limits = nbformat.v4.new_code_cell(LIMITS_CELL.format(**cfg))
+        limits.metadata["tags"] = ["dlt-limits"]
+        submission.cells.insert(0, limits)
+        for i, cell in enumerate(submission.cells):
+            cell["id"] = f"dlt-{i:04d}"
         return submission

@@ -93,7 +93,7 @@ def validate(ps: ProblemSet, paths=PATHS, log=print) -> Report:
                     else:
                         scores = autograder.run(zip_path, path)
                 except Exception as exc:  # noqa: BLE001 -- report, don't crash the validation
-                    report.problems.append(f"{ps.id}: {who} through {how} failed: {exc}")
+                    report.problems.append(f"{ps.id}: {who} through {how} failed: {str(exc)[-1500:]}")
                     scores = {}
                 report.seconds[(who, how)] = time.perf_counter() - t0
                 report.scores[(who, how)] = scores
