@@ -12,6 +12,7 @@ The demo class is made from the release and the reference solutions (``--refresh
 from __future__ import annotations
 
 import copy
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -51,7 +52,7 @@ def make_class(ps: ProblemSet) -> dict[str, object]:
     erin.cells.insert(first_solution, nbformat.v4.new_code_cell(CHEAT))
     for nb in (dave, erin):
         for cell in nb.cells:  # nbformat wants ids on new cells
-            cell.setdefault("id", f"demo{abs(hash(cell.source)) % 10**8:08d}")
+            cell.setdefault("id", "demo-" + hashlib.sha256(cell.source.encode()).hexdigest()[:8])
     return {"alice": full, "bob": stub, "carol": carol, "dave": dave, "erin": erin}
 
 
