@@ -2,7 +2,7 @@
 
 Conventions (shared with the notebook):
 
-* NTK parameterisation (Jacot et al. 2018, eq. (1); Lee et al. 2019, eq. (1)): with all weights
+* NTK parameterisation (Jacot et al. 2018; Lee et al. 2019): with all weights
   and biases i.i.d. N(0, 1),
   ``h^(1) = sigma_w / sqrt(D) W^(1) x + sigma_b b^(1)``,
   ``h^(l+1) = sigma_w / sqrt(n_l) W^(l+1) relu(h^(l)) + sigma_b b^(l+1)``, and the network output is
@@ -23,7 +23,7 @@ def relu_ntk(X1, X2, depth, weight_var=2.0, bias_var=0.0):
     """Analytic NTK of a depth-``depth`` ReLU network in the NTK parameterisation.
 
     Jacot et al. (2018), Theorem 1 (the recursion Theta^(l+1) = Theta^(l) * dot-Sigma^(l+1) + Sigma^(l+1));
-    Arora et al. (2019, exact computation), eqs. (4)-(5) with the ReLU arc-cosine formulas.
+    Arora et al. (2019, exact computation), the fully-connected NTK recursion, with the ReLU arc-cosine formulas.
 
     X1: (N, D) float64 -- inputs (nonzero rows, or bias_var > 0)
     X2: (M, D) float64
@@ -49,7 +49,7 @@ def relu_ntk(X1, X2, depth, weight_var=2.0, bias_var=0.0):
 
 
 class NTKMLP(torch.nn.Module):
-    """Scalar-output ReLU MLP in the NTK parameterisation (Jacot et al. 2018, eq. (1)).
+    """Scalar-output ReLU MLP in the NTK parameterisation (Jacot et al. 2018).
 
     in_dim: int D;  width: int n (every hidden layer);  depth: int L >= 0 hidden layers
     weight_var, bias_var: floats sigma_w^2, sigma_b^2
@@ -82,7 +82,7 @@ class NTKMLP(torch.nn.Module):
 
 
 def empirical_ntk(model, X1, X2):
-    """Empirical (finite-width) NTK Theta(x, x') = <d f(x)/d theta, d f(x')/d theta> (Jacot et al. 2018, eq. (3)).
+    """Empirical (finite-width) NTK Theta(x, x') = <d f(x)/d theta, d f(x')/d theta> (Jacot et al. 2018).
 
     model: torch.nn.Module with scalar outputs, model(X) of shape (N,) or (N, 1); all its parameters count
     X1: (N, D);  X2: (M, D) -- same dtype as the model
@@ -102,7 +102,7 @@ def empirical_ntk(model, X1, X2):
 
 
 def linearized_predictions(ntk_train, ntk_test, f0_train, f0_test, y, lr, steps):
-    """Outputs of the linearized network after ``steps`` steps of gradient descent (Lee et al. 2019, eqs. (8)-(11)).
+    """Outputs of the linearized network after ``steps`` steps of gradient descent (Lee et al. 2019, closed form for MSE).
 
     The linearized model f_lin(x) = f_0(x) + J_0(x)(theta - theta_0) trained on L = 1/2 sum_i (f(x_i) - y_i)^2 by
     theta <- theta - lr grad L has residual r_k = (I - lr Theta)^k r_0 on the training set, and on test points
@@ -126,7 +126,7 @@ def linearized_predictions(ntk_train, ntk_test, f0_train, f0_test, y, lr, steps)
 
 
 def arora_gram(X):
-    """Gram matrix H^infty of a two-layer ReLU network with trained first layer (Arora et al. 2019 fine-grained, eq. (3)).
+    """Gram matrix H^infty of a two-layer ReLU network with trained first layer (Arora et al. 2019 fine-grained).
 
     H_ij = E_{w ~ N(0, I)}[x_i^T x_j 1{w^T x_i >= 0, w^T x_j >= 0}] = x_i^T x_j (pi - arccos(x_i^T x_j)) / (2 pi).
 
@@ -163,7 +163,7 @@ def predicted_residual_curve(H, y, lr, steps):
 
 
 def kernel_ridge_predict(K_train, K_test, y, ridge):
-    """Kernel ridge regression K(X_test, X)(K(X, X) + ridge I)^{-1} y (Hu, Li & Yu 2019, eq. (5); ridge = 0 interpolates).
+    """Kernel ridge regression K(X_test, X)(K(X, X) + ridge I)^{-1} y (Hu, Li & Yu 2019; ridge = 0 interpolates).
 
     K_train: (N, N) float64 -- positive (semi-)definite;  K_test: (M, N) float64;  y: (N,) float64
     ridge: float >= 0 (K_train must be invertible if ridge = 0)
@@ -174,7 +174,7 @@ def kernel_ridge_predict(K_train, K_test, y, ridge):
 
 
 def fit_distance_to_init(model, X, y, ridge, lr, steps):
-    """Full-batch gradient descent with the distance-to-initialisation regulariser (Hu, Li & Yu 2019, eq. (3)).
+    """Full-batch gradient descent with the distance-to-initialisation regulariser (Hu, Li & Yu 2019, method 1).
 
     Minimises L(theta) = 1/2 sum_i (f(x_i) - y_i)^2 + ridge / 2 ||theta - theta_0||^2 over all parameters of
     ``model`` (theta_0 = the parameters when the function is called) by theta <- theta - lr grad L, in place.
