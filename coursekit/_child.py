@@ -418,6 +418,7 @@ def main(conn, req: dict) -> None:
             "seconds": elapsed,
             "output": _tail(out_path, start_out, int(req["output_tail_bytes"])),
             "violations": new_viol,
+            "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "tampered": tampered,
         }
         send(dumps(reply).encode())

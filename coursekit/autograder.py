@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 from . import notebook
@@ -64,6 +65,8 @@ def test_{ident}(env):
         if key not in env or env[key] is not value:
             shared[key] = value
 '''
+
+PLUGIN_MODULES = ("otter_limits.py", "assemble.py", "notebook.py")
 
 REQUIREMENTS = """torch==2.13.0
 numpy>=2.0,<2.5
@@ -119,17 +122,20 @@ def build(ps: ProblemSet, limits: Limits = Limits()) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         helper = Path(tmp) / HELPER_NAME
         shutil.copyfile(CHECKS_SOURCE, helper)
-        plugin_pkg = Path(tmp) / "coursekit"
-        plugin_pkg.mkdir()
-        (plugin_pkg / "__init__.py").write_text("")
-        shutil.copyfile(Path(__file__).with_name("otter_limits.py"), plugin_pkg / "otter_limits.py")
         zip_path = out / "autograder.zip"
         cmd = [str(Path(sys.executable).with_name("otter")), "generate", "-t", str(out / "tests"),
                "-o", str(zip_path), "-c", str(out / "otter_config.json"), "-r", str(out / "requirements.txt"),
-               str(helper), str(plugin_pkg)]
+               str(helper)]
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env={**_env(), "PYTHONPATH": str(ROOT)})
         if proc.returncode != 0 or not zip_path.exists():
             raise RuntimeError(f"otter generate failed for {ps.id}:\n{proc.stdout}\n{proc.stderr}")
+    # the plugin and what it imports, at the zip's root: on Gradescope run_otter.py runs from
+    # /autograder/source, which is then first on sys.path
+    here = Path(__file__).resolve().parent
+    with zipfile.ZipFile(zip_path, "a") as zf:
+        zf.writestr("coursekit/__init__.py", '"""The part of coursekit the otter plugin needs."""\n')
+        for name in PLUGIN_MODULES:
+            zf.write(here / name, f"coursekit/{name}")
     return zip_path
 
 

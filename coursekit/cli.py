@@ -147,7 +147,7 @@ def cmd_demo(args) -> int:
 def cmd_bench(args) -> int:
     from . import bench
 
-    return bench.main(args.ps, repeats=args.repeats, batch=args.batch, jobs=args.jobs)
+    return bench.main(args.ps, repeats=args.repeats, batch_size=args.batch, jobs=args.jobs)
 
 
 def main(argv=None) -> int:

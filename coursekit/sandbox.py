@@ -55,6 +55,7 @@ class CellResult:
     output: str = ""
     violations: list = field(default_factory=list)  # [(severity, message)]
     tampered: list = field(default_factory=list)
+    maxrss_kb: int = 0
 
     @property
     def ok(self) -> bool:
@@ -193,7 +194,8 @@ def run_cells(plan: list[notebook.Cell], files: dict[str, bytes] | None = None, 
                         cell.index, cell.kind, cell.grade_id, cell.points, status, reply.get("error"),
                         float(reply.get("seconds", 0.0)), str(reply.get("output", ""))[: limits.output_tail_bytes * 2],
                         [tuple(v)[:2] for v in reply.get("violations", []) if isinstance(v, list)],
-                        [str(t) for t in reply.get("tampered", [])]))
+                        [str(t) for t in reply.get("tampered", [])],
+                        int(reply.get("maxrss_kb", 0)) if isinstance(reply.get("maxrss_kb", 0), int) else 0))
                     position += 1
                     if on_cell:
                         on_cell(results[-1])
