@@ -32,6 +32,15 @@ from solutions.ps08_ntk import (
 DT = torch.float64
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny problems: one thread is faster (and restored afterwards for other test modules)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _gauss_relu_moments(a, b, c):
     """E[relu(u) relu(v)] and P(u > 0, v > 0) for (u, v) ~ N(0, [[a, c], [c, b]]), by 1-D quadrature."""
     rho = c / math.sqrt(a * b)
