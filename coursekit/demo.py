@@ -5,7 +5,7 @@ The demo class is made from the release and the reference solutions (``--refresh
 - alice: the reference solution (full marks)
 - bob:   the untouched released stub (zero)
 - carol: the first half of the exercises solved, the rest left as stubs (partial)
-- dave:  the reference solution with a cell that raises (the error shows in feedback)
+- dave:  the reference solution, but the first solution cell raises before defining anything
 - erin:  a cheater who monkeypatches the checks (flagged, zero where it matters)
 """
 
@@ -46,11 +46,11 @@ def make_class(ps: ProblemSet) -> dict[str, object]:
             c_carol.source = c_full.source
     dave = copy.deepcopy(full)
     first_solution = next(i for i, c in enumerate(dave.cells) if notebook.nb_meta(c).get("solution"))
-    dave.cells.insert(first_solution + 1, nbformat.v4.new_code_cell(
-        "raise RuntimeError('I left a debugging line in my notebook')"))
+    dave.cells[first_solution].source = ("raise RuntimeError('I left a debugging line in my notebook')\n"
+                                         + dave.cells[first_solution].source)
     erin = copy.deepcopy(stub)
     erin.cells.insert(first_solution, nbformat.v4.new_code_cell(CHEAT))
-    for nb in (dave, erin):
+    for nb in (erin,):
         for cell in nb.cells:  # nbformat wants ids on new cells
             cell.setdefault("id", "demo-" + hashlib.sha256(cell.source.encode()).hexdigest()[:8])
     return {"alice": full, "bob": stub, "carol": carol, "dave": dave, "erin": erin}

@@ -77,6 +77,8 @@ def score(results: list[sandbox.CellResult], tests: list[notebook.Cell]) -> tupl
             flags.append(f"suspicious: {forbidden[0]} (in {r.grade_id or 'an added cell'}); later exercises get 0")
         if r.status in ("timeout", "crashed"):
             flags.append(f"runaway code in {r.grade_id or 'an added cell'}: {r.status}")
+        elif r.status == "error" and r.kind in ("solution", "code"):
+            notes.append(f"{r.grade_id or 'a cell you added'} raised {(r.error or '').splitlines()[0][:200]}")
     seen_cheat = None
     for r in results:
         if r.kind != "test" and any(sev == "forbidden" for sev, _ in r.violations):
