@@ -17,6 +17,15 @@ from solutions import ps01_intro as ps
 DT = torch.float64
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # the problems are tiny: one thread avoids contention on a busy machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _eval_net(x, w, b, a, c):
     return c + np.maximum(np.outer(x, w) + b, 0.0) @ a
 
@@ -133,6 +142,10 @@ def test_numerical_gradient_matches_autograd():
     num = ps.numerical_gradient(f, x, h=1e-4)
     assert_close(num, ref, name="numerical gradient", rtol=1e-6, atol=1e-7)
     assert_close(x, x0, name="x after the call")
+    # centred difference of x^3 is exactly 3 x^2 + h^2 (a one-sided one gives 3 x^2 + 3 x h + h^2)
+    z = torch.tensor([2.0, -1.0], dtype=DT)
+    num = ps.numerical_gradient(lambda t: (t**3).sum(), z, h=0.1)
+    assert_close(num, 3 * z**2 + 0.01, name="centred difference of x^3, h = 0.1", rtol=1e-12, atol=1e-12)
 
 
 # ---------------------------------------------------------------- ex4
@@ -159,7 +172,7 @@ def test_linear_autoencoder_spans_principal_subspace():
     X = _pca_data(5)
     k = 3
     W_enc, W_dec = ps.train_linear_autoencoder(X, k, torch.Generator().manual_seed(0))
-    assert W_enc.shape == (8, k) and W_dec.shape == (k, 8)
+    assert W_enc.shape == (8, k) and W_dec.shape == (k, 8), f"shapes {W_enc.shape}, {W_dec.shape}"
     Vk = PCA(n_components=k).fit(X.numpy()).components_.T
     angles = scipy.linalg.subspace_angles(W_dec.T.numpy(), Vk)
     assert_close(angles, np.zeros(k), name="principal angles (decoder rows)", atol=1e-5)
