@@ -51,13 +51,15 @@ def test_dropout_forward_expectation_by_enumeration():
 
 
 @pytest.mark.parametrize("p", [0.25, 0.9])
-def test_dropout_backward_matches_autograd_of_torch_dropout(p):
-    x = (torch.rand(4, 6, generator=_gen(1), dtype=DT) + 0.5).requires_grad_(True)
-    dout = torch.randn(4, 6, generator=_gen(2), dtype=DT)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dropout_backward_matches_autograd_of_torch_dropout(p, dtype):
+    x = (torch.rand(4, 6, generator=_gen(1), dtype=dtype) + 0.5).requires_grad_(True)
+    dout = torch.randn(4, 6, generator=_gen(2), dtype=dtype)
     torch.manual_seed(7)
     out = F.dropout(x, p=1 - p, training=True)
     out.backward(dout)
     got = sol.dropout_backward(dout, p, out.detach() != 0)
+    assert_true(got.dtype == dtype, "dtype changed")
     assert_close(got, x.grad, name="dropout_backward")
 
 
