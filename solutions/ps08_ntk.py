@@ -14,6 +14,7 @@ Conventions (shared with the notebook):
 Tensors are torch tensors; N, M are numbers of points, D the input dimension, P the number of parameters.
 """
 
+import itertools
 import math
 
 import torch
@@ -65,7 +66,7 @@ class NTKMLP(torch.nn.Module):
         self.bias_std = math.sqrt(bias_var)
         dims = [in_dim] + [width] * depth + [1]
         self.layers = torch.nn.ModuleList()
-        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+        for fan_in, fan_out in itertools.pairwise(dims):
             layer = torch.nn.Linear(fan_in, fan_out, dtype=dtype)
             with torch.no_grad():
                 layer.weight.copy_(torch.randn(fan_out, fan_in, generator=generator, dtype=dtype))

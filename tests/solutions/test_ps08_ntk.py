@@ -6,6 +6,7 @@ model, Monte Carlo over random features, scipy.linalg.cho_solve, sklearn KernelR
 """
 
 import copy
+import itertools
 import math
 
 import numpy as np
@@ -117,7 +118,9 @@ class _HandNet(torch.nn.Module):
     def __init__(self, dims, wv, bv, seed):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
-        self.W = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(o, i, generator=g, dtype=DT)) for i, o in zip(dims, dims[1:])])
+        self.W = torch.nn.ParameterList(
+            [torch.nn.Parameter(torch.randn(o, i, generator=g, dtype=DT)) for i, o in itertools.pairwise(dims)]
+        )
         self.b = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(o, generator=g, dtype=DT)) for o in dims[1:]])
         self.sw, self.sb = math.sqrt(wv), math.sqrt(bv)
 
@@ -145,7 +148,9 @@ def test_ntkmlp_structure_forward_and_init():
     X = torch.randn(7, 3, dtype=DT)
     h = X
     for i, layer in enumerate(m.layers):  # same net via torch.nn.functional.linear with rescaled parameters
-        h = torch.nn.functional.linear(h, layer.weight * math.sqrt(1.7 / layer.in_features), layer.bias * math.sqrt(0.3))
+        h = torch.nn.functional.linear(
+            h, layer.weight * math.sqrt(1.7 / layer.in_features), layer.bias * math.sqrt(0.3)
+        )
         h = torch.nn.functional.relu(h) if i < 2 else h
     assert_close(m(X), h[:, 0], name="NTKMLP forward")
     m2 = NTKMLP(3, 400, 2, 1.7, 0.3, generator=torch.Generator().manual_seed(0))
@@ -166,7 +171,9 @@ def test_ntkmlp_output_variance_is_nngp():
 
 def test_empirical_ntk_matches_autograd():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.Tanh(), torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)).double()
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 6), torch.nn.Tanh(), torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)
+    ).double()
     X1, X2 = torch.randn(5, 3, dtype=DT), torch.randn(3, 3, dtype=DT)
     before = [p.detach().clone() for p in model.parameters()]
     assert_close(empirical_ntk(model, X1, X2), _autograd_ntk(model, X1, X2), name="empirical_ntk")
@@ -244,7 +251,9 @@ def test_generalization_bound_cho_solve():
     expected = np.sqrt(2 * y @ scipy.linalg.cho_solve(scipy.linalg.cho_factor(H), y) / 7)
     assert_close(generalization_bound(torch.tensor(H), torch.tensor(y)), expected, name="bound")
     # H = c I: bound = sqrt(2 |y|^2 / (c n))
-    assert_close(generalization_bound(3 * torch.eye(4, dtype=DT), torch.ones(4, dtype=DT)), math.sqrt(2 / 3), name="H = 3I")
+    assert_close(
+        generalization_bound(3 * torch.eye(4, dtype=DT), torch.ones(4, dtype=DT)), math.sqrt(2 / 3), name="H = 3I"
+    )
 
 
 def test_predicted_residual_curve_matches_iteration():
