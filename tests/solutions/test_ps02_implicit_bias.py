@@ -75,7 +75,7 @@ def test_max_margin_kkt_certificate(seed):
     assert margins.min() > 1 - 1e-6, "infeasible"
     active = margins < 1 + 1e-4
     Z = (y[:, None] * X)[active]
-    alpha, res = nnls(Z.T, w)  # w = sum_i alpha_i y_i x_i with alpha >= 0 on the active set
+    alpha, _ = nnls(Z.T, w)  # w = sum_i alpha_i y_i x_i with alpha >= 0 on the active set
     assert_close(Z.T @ alpha, w, rtol=1e-4, atol=1e-6, name="stationarity")
 
 
