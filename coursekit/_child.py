@@ -221,6 +221,8 @@ class Guard:
             return True
         if writing:
             return False
+        if ".egg-info" + os.sep in p or ".dist-info" + os.sep in p:
+            return True  # package metadata (importlib.metadata scans every sys.path entry)
         return any(p == a or p.startswith(a.rstrip(os.sep) + os.sep) for a in self.allowed_read)
 
 

@@ -158,6 +158,8 @@ def run(zip_path: Path, submission: Path, timeout: float = 900) -> dict[str, flo
     for t in data.get("tests", []):
         name = t.get("name", "")
         gid = name.split(" - ")[0]
+        if gid == "Public Tests":  # otter's summary pseudo-test, not a graded cell
+            continue
         scores[gid] = scores.get(gid, 0.0) + float(t.get("score") or 0.0)
     return scores
 
