@@ -12,7 +12,7 @@ import numpy as np
 
 
 def gd_logistic(X, y, lr, steps):
-    """Gradient descent on the mean logistic loss from w(0) = 0 (Soudry et al. 2018, eq. 2).
+    """Gradient descent on the mean logistic loss from w(0) = 0 (Soudry et al. 2018, Sec. 2 and Thm. 3).
 
     L(w) = (1/N) sum_i log(1 + exp(-y_i x_i^T w)),   w(t+1) = w(t) - lr * grad L(w(t)).
 
@@ -33,7 +33,7 @@ def gd_logistic(X, y, lr, steps):
 
 
 def max_margin_direction(X, y):
-    """Hard-margin SVM without bias (Soudry et al. 2018, eq. 4).
+    """Hard-margin SVM without bias: the limit direction w_hat of Soudry et al. (2018), Thm. 3.
 
     w_hat = argmin ||w||^2  subject to  y_i x_i^T w >= 1 for all i.
 
@@ -75,7 +75,8 @@ def weighted_gd(X, y, weights, loss, lr, steps, alpha=1.0):
 
 
 def gd_factorized_sensing(A, y, init_scale, lr, steps):
-    """Gradient descent on X = U U^T for matrix sensing from U(0) = init_scale * I (Gunasekar et al. 2017, eq. 3).
+    """Gradient descent on X = U U^T for matrix sensing from U(0) = init_scale * I
+    (Gunasekar et al. 2017: factorized GD; its alpha -> 0 limit is the min-nuclear-norm solution, Thm. 1).
 
     L(U) = 1/(2M) sum_m (<A_m, U U^T> - y_m)^2,   U(t+1) = U(t) - lr * grad L(U(t)).
 
@@ -94,7 +95,7 @@ def gd_factorized_sensing(A, y, init_scale, lr, steps):
 
 
 def mirror_descent(X, y, w0, potential, lr, steps):
-    """Mirror descent on under-determined least squares (Gunasekar, Lee, Soudry & Srebro 2018, eq. 6).
+    """Mirror descent on under-determined least squares (Gunasekar, Lee, Soudry & Srebro 2018, Sec. 2).
 
     L(w) = 1/(2N) ||X w - y||^2,   grad psi(w(t+1)) = grad psi(w(t)) - lr * grad L(w(t)) with
       potential == "euclidean": psi(w) = ||w||^2 / 2          (gradient descent)
