@@ -329,14 +329,15 @@ def main(conn, req: dict) -> None:
     tempfile.tempdir = workdir
     os.chdir(workdir)
     sys.path.insert(0, workdir)
-    import numpy  # noqa: F401 -- warm, protected modules
-    import torch
     import math  # noqa: F401
-    import numpy.testing  # noqa: F401
-    import torch.testing  # noqa: F401
-    import torch.nn.functional  # noqa: F401
-    import torch.func  # noqa: F401
+
     import matplotlib
+    import numpy
+    import numpy.testing  # noqa: F401
+    import torch
+    import torch.func
+    import torch.nn.functional
+    import torch.testing
 
     matplotlib.use("Agg")
     torch.set_num_threads(int(req.get("threads", 1)))

@@ -78,9 +78,9 @@ class LimitsPlugin(AbstractOtterPlugin):
         plan = cfg.pop("plan", None)
         cells = []
         if plan is not None:
-            from coursekit import assemble
-
             import json
+
+            from coursekit import assemble
 
             built = assemble.assemble(nbformat.reads(json.dumps(plan), as_version=4), submission)
             for c in built.plan:

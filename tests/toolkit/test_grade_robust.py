@@ -16,9 +16,9 @@ import time
 import zipfile
 from pathlib import Path
 
+import corpus
 import pytest
 
-import corpus
 from coursekit import grade, notebook, sandbox
 from coursekit.manifest import ROOT
 from coursekit.validate import instructor_submission

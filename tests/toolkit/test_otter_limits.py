@@ -4,10 +4,10 @@ and grades each test in place, in the instructor's order, whatever the submissio
 import copy
 import time
 
+import corpus
 import nbformat
 import pytest
 
-import corpus
 from coursekit import autograder, notebook, sandbox
 from coursekit.validate import instructor_submission
 
