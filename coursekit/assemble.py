@@ -51,7 +51,8 @@ def load(path: Path, max_bytes: int = MAX_BYTES):
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        hint = " (it looks like a Python script renamed .ipynb)" if text.lstrip().startswith(("import", "def", "#", "from")) else ""
+        looks_like_python = text.lstrip().startswith(("import", "def", "#", "from"))
+        hint = " (it looks like a Python script renamed .ipynb)" if looks_like_python else ""
         raise SubmissionError(f"not a notebook: invalid JSON at line {exc.lineno}{hint}") from exc
     if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
         raise SubmissionError("not a notebook: JSON without cells")
