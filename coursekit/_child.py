@@ -376,6 +376,7 @@ def main(conn, req: dict) -> None:
         tampered_before = _diff(snap) if kind == "test" else []
         shadowed: list[str] = []
         error = None
+        ns_before = dict(shell.user_ns) if kind == "setup" else None
         t0 = time.perf_counter()
         setitimer(ITIMER_REAL, float(msg["timeout"]))
         try:
@@ -401,9 +402,9 @@ def main(conn, req: dict) -> None:
         finally:
             setitimer(ITIMER_REAL, 0)
             guard.phase = "code"
-        if kind == "setup" and error is None:
+        if kind == "setup" and error is None:  # only the names this read-only cell itself bound
             setup_ns.update({k: v for k, v in shell.user_ns.items()
-                             if not k.startswith("_") and k not in ("In", "Out", "exit", "quit", "get_ipython")})
+                             if not k.startswith("_") and (k not in ns_before or ns_before[k] is not v)})
         elapsed = time.perf_counter() - t0
         tampered = []
         if kind == "test":

@@ -23,13 +23,13 @@ except ImportError:  # pragma: no cover
 __all__ = [
     "TOLERANCES",
     "CheckError",
-    "to_numpy",
     "assert_close",
-    "assert_shape",
     "assert_dtype",
     "assert_finite",
-    "assert_true",
     "assert_less",
+    "assert_shape",
+    "assert_true",
+    "to_numpy",
 ]
 
 # (rtol, atol) keyed by the *coarser* dtype of the two compared arrays.

@@ -1,0 +1,52 @@
+"""The sandboxed cell runner on its own: limits, audit hook, integrity checks, no false alarms."""
+
+import pytest
+
+from coursekit.notebook import Cell
+from coursekit.sandbox import Limits, run_cells
+
+pytestmark = pytest.mark.slow
+LIMITS = Limits(cell_timeout=3, grace=2, memory_bytes=2 * 2**30)
+SETUP = Cell(0, "setup", "import numpy as np\nfrom dlt_checks import assert_close\ndef helper(x):\n    return x")
+
+
+def run(*cells):
+    return run_cells([SETUP, *cells], limits=LIMITS)
+
+
+def test_student_may_redefine_own_function_after_a_later_read_only_cell():
+    r = run(Cell(1, "solution", "def f(x):\n    return 0 * x"),
+            Cell(2, "setup", "DATA = np.ones(3)"),
+            Cell(3, "solution", "def f(x):\n    return 2 * x"),
+            Cell(4, "test", "assert_close(f(DATA), 2 * DATA)", "t", 1))
+    assert r[-1].ok and not r[-1].tampered, r[-1]
+
+
+def test_redefining_a_setup_helper_is_undone_and_flagged():
+    r = run(Cell(1, "solution", "assert_close = lambda *a, **k: None"),
+            Cell(2, "test", "assert_close(np.ones(2), np.zeros(2))", "t", 1))
+    assert not r[-1].ok and r[-1].tampered
+
+
+def test_peeking_at_the_tests_namespace_is_refused():
+    r = run(Cell(1, "solution", "import sys\ndef f(x):\n    return sys._getframe(1).f_globals['expected']"),
+            Cell(2, "test", "expected = np.ones(3) * 7\nassert_close(f(np.ones(3)), expected)", "t", 1),
+            Cell(3, "solution", "def g(x):\n    return globals().get('expected', x)"),
+            Cell(4, "test", "expected = np.ones(3) * 7\nassert_close(g(np.ones(3)), expected)", "t2", 1))
+    assert not r[2].ok and any(sev == "forbidden" for sev, _ in r[2].violations)
+    assert not r[4].ok  # a test's own variables are not the student's globals
+
+
+def test_libraries_that_inspect_frames_or_patch_their_own_classes_are_not_flagged():
+    r = run(Cell(1, "solution", "def k(x):\n    rng = np.random.default_rng(0)\n    import torch\n"
+                                "    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)\n"
+                                "    import warnings\n    warnings.warn('harmless')\n    return 7 * x"),
+            Cell(2, "test", "assert_close(k(np.ones(3)), 7 * np.ones(3))", "t", 1))
+    assert r[-1].ok and not r[-1].violations and not r[-1].tampered, r[-1]
+
+
+def test_a_dead_child_is_replaced_and_later_cells_still_run():
+    r = run(Cell(1, "solution", "def f(x):\n    return x"),
+            Cell(2, "solution", "import os\nos._exit(3)"),
+            Cell(3, "test", "assert_close(f(np.ones(2)), np.ones(2))", "t", 1))
+    assert r[2].status == "crashed" and r[3].ok
