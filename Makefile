@@ -6,7 +6,7 @@
 #   make validate [PS=..]     stubs fail, solutions pass, same scores via coursekit, nbgrader and otter
 #   make grade PS=ps01 SUBMISSIONS=<folder or zip> [JOBS=2] [DB=sqlite:///...] [ROSTER=roster.csv]
 #   make bench [PS=..]        timings and memory -> bench/
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
