@@ -56,6 +56,7 @@ BLOCKED_EVENTS = {
 }
 PATH_WRITE_EVENTS = ("os.remove", "os.rename", "os.rmdir", "os.truncate", "os.chmod", "os.chown",
                      "os.link", "os.symlink", "os.mkdir", "os.utime", "shutil.rmtree", "shutil.move")
+SAFE_DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/tty", "/dev/shm")
 FRAME_ATTRS = {"tb_frame", "f_back", "gi_frame", "cr_frame", "ag_frame", "f_globals", "f_locals",
                "gi_code", "f_builtins"}
 # Modules checked whole (no library rebinds their attributes at run time) ...
@@ -217,8 +218,11 @@ class Guard:
             p = os.path.realpath(os.fsdecode(path))
         except (TypeError, ValueError):
             return True
-        if p == self.workdir or p.startswith(self.workdir + os.sep) or p in ("/dev/null", "/dev/urandom"):
+        if p == self.workdir or p.startswith(self.workdir + os.sep) or p in SAFE_DEVICES:
             return True
+        if p.startswith("/proc/"):  # this process's own entries and system-wide facts, not other processes
+            part = p.split("/")[2]
+            return not writing and (part in (str(os.getpid()), "self", "thread-self") or not part.isdigit())
         if writing:
             return False
         if ".egg-info" + os.sep in p or ".dist-info" + os.sep in p:

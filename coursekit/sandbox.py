@@ -83,8 +83,8 @@ def _context():
 
 
 def allowed_read_paths() -> list[str]:
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr", "/lib", "/lib64", "/etc", "/proc", "/sys",
-             "/dev", "/bin", "/run"}
+    # /proc and /dev are handled in the child: its own /proc entry only, harmless devices only
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr", "/lib", "/lib64", "/etc", "/sys", "/bin"}
     paths.update(site.getsitepackages())
     here = Path(__file__).resolve().parent
     paths.update({str(here / "_child.py"), str(here / "checks.py")})  # tracebacks may quote these
