@@ -189,3 +189,54 @@ def assert_less(actual, bound, name: str = "value") -> None:
     v = float(a.reshape(-1)[0])
     if not (v < float(bound)):
         raise CheckError(f"{name} = {v:.6g}, expected below {float(bound):.6g}")
+
+
+# --- students: check a notebook before submitting it (`python dlt_checks.py psNN.ipynb`) ---
+
+def check_notebook(path: str, max_mb: float = 20.0) -> list[str]:
+    """Problems that would cost points at grading time, found without running anything."""
+    import ast
+    import json
+    import os
+
+    size = os.path.getsize(path)
+    if size == 0:
+        return ["the file is empty"]
+    if size > max_mb * 2**20:
+        return [f"the file is {size / 2**20:.0f} MB: clear all outputs (Kernel > Restart & Clear Output) and save"]
+    try:
+        with open(path, encoding="utf-8") as f:
+            nb = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return [f"not a notebook ({type(exc).__name__}): submit the .ipynb file saved by Jupyter"]
+    problems = []
+    for i, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        src = cell.get("source", "")
+        src = "".join(src) if isinstance(src, list) else src
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        gid = meta.get("grade_id")
+        if meta.get("solution") and "raise NotImplementedError()" in src:
+            problems.append(f"{gid}: not implemented yet")
+        body = "\n".join(line for line in src.splitlines() if not line.lstrip().startswith(("%", "!")))
+        try:
+            ast.parse(body)
+        except SyntaxError as exc:
+            problems.append(f"cell {i}{f' ({gid})' if gid else ''}: syntax error on line {exc.lineno}: {exc.msg}")
+    if not any(c.get("metadata", {}).get("nbgrader", {}).get("solution") for c in nb.get("cells", [])):
+        problems.append("no answer cells found: work in the released notebook, do not copy cells into a new one")
+    return problems
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        print("usage: python dlt_checks.py psNN.ipynb")
+        sys.exit(2)
+    found = check_notebook(sys.argv[1])
+    for line in found:
+        print("-", line)
+    print("ready to submit" if not found else f"{len(found)} thing(s) to look at before submitting")
+    sys.exit(1 if found else 0)

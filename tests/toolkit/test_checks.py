@@ -74,3 +74,25 @@ def test_shape_dtype_true_less():
     assert_less(0.5, 1.0)
     with pytest.raises(CheckError):
         assert_less(2.0, 1.0)
+
+
+def test_students_can_check_a_notebook_before_submitting(tmp_path):
+    import json
+
+    from coursekit.checks import check_notebook
+
+    nb = {"cells": [
+        {"cell_type": "code", "source": "def f(x):\n    raise NotImplementedError()",
+         "metadata": {"nbgrader": {"solution": True, "grade_id": "ex1_f"}}},
+        {"cell_type": "code", "source": "def g(x:\n", "metadata": {}},
+    ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "ps.ipynb"
+    path.write_text(json.dumps(nb))
+    problems = check_notebook(str(path))
+    assert any("ex1_f: not implemented" in p for p in problems) and any("syntax error" in p for p in problems)
+    nb["cells"] = nb["cells"][:1]
+    nb["cells"][0]["source"] = "def f(x):\n    return x"
+    path.write_text(json.dumps(nb))
+    assert check_notebook(str(path)) == []
+    path.write_text("import numpy")
+    assert "not a notebook" in check_notebook(str(path))[0]
