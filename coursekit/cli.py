@@ -12,6 +12,10 @@ from . import manifest
 
 
 def _sets(spec: str | None):
+    if not spec:
+        planned = [p.id for p in manifest.load() if not p.written]
+        if planned:
+            print(f"not written yet (listed in course.toml, skipped): {', '.join(planned)}", file=sys.stderr)
     return manifest.select(spec or None, written_only=True)
 
 
@@ -43,9 +47,6 @@ def cmd_release(args) -> int:
         t0 = time.perf_counter()
         dest = release.build(ps)
         print(f"{ps.id}: released to {dest.relative_to(manifest.ROOT)} ({time.perf_counter() - t0:.1f}s)")
-    planned = [p.id for p in manifest.load() if not p.written]
-    if planned and not args.ps:
-        print(f"not written yet (skipped): {', '.join(planned)}")
     return 0
 
 
