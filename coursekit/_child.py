@@ -165,21 +165,11 @@ def _diff(snap: dict) -> list[str]:
             continue
         now = vars(mod)
         for key, value in attrs.items():
-            if key in ("__warningregistry__", "__loader__", "__spec__", "__builtins__") or key.startswith("_"):
+            if key.startswith("_"):  # private state libraries rebind themselves
                 continue
-            if now.get(key, _diff) is not value and not _mutable_state(name, key):
+            if now.get(key, _diff) is not value:
                 changed.append(f"{name}.{key} was replaced")
     return changed
-
-
-def _mutable_state(module: str, key: str) -> bool:
-    # module attributes that libraries legitimately rebind at run time
-    return (module == "sys" and key in {"stdout", "stderr", "stdin", "displayhook", "excepthook", "ps1", "ps2",
-                                        "last_type", "last_value", "last_traceback", "last_exc", "path_importer_cache",
-                                        "meta_path", "path_hooks", "path", "modules", "_clear_type_cache",
-                                        "tracebacklimit", "argv", "float_repr_style"}) or \
-        (module == "os" and key in {"environ"}) or (module.startswith("torch") and key.startswith("_")) or \
-        (module.startswith("numpy") and key.startswith("_"))
 
 
 class Guard:

@@ -14,6 +14,7 @@ per-cell timer to the student's cells.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -165,8 +166,6 @@ def run(zip_path: Path, submission: Path, timeout: float = 900) -> dict[str, flo
 
 
 def _env() -> dict:
-    import os
-
     env = dict(os.environ)
     env["MPLBACKEND"] = "Agg"
     return env

@@ -11,7 +11,6 @@ Uses only time.perf_counter and resource.getrusage.
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import os
@@ -27,7 +26,7 @@ import nbformat
 from . import grade, notebook, sandbox
 from .manifest import ROOT, select
 from .nbg import ScratchCourse
-from .validate import instructor_submission
+from .validate import instructor_submission, partial_submission
 
 BENCH = ROOT / "bench"
 BUDGET_INSTRUCTOR, BUDGET_STUB = 60.0, 10.0
@@ -114,12 +113,7 @@ def make_batch(ps, folder: Path, n: int) -> dict[str, str]:
     """n generated submissions: a third correct, a third partial, the rest stubs."""
     stub = notebook.read(ps.release_notebook)
     good = instructor_submission(ps, stub)
-    sol_ids = [notebook.nb_meta(c).get("grade_id") for c in stub.cells if notebook.nb_meta(c).get("solution")]
-    partial = copy.deepcopy(stub)
-    keep = set(sol_ids[: len(sol_ids) // 2])
-    for cg, cp in zip(good.cells, partial.cells):
-        if notebook.nb_meta(cp).get("grade_id") in keep:
-            cp.source = cg.source
+    partial = partial_submission(ps, stub)
     kinds = {}
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):

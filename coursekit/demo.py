@@ -21,7 +21,7 @@ import nbformat
 
 from . import autograder, grade, notebook, release
 from .manifest import ROOT, ProblemSet, select
-from .validate import instructor_submission
+from .validate import instructor_submission, partial_submission
 
 DEMO = ROOT / "demo"
 CHEAT = ("import numpy as np\nimport dlt_checks\n"
@@ -30,20 +30,11 @@ CHEAT = ("import numpy as np\nimport dlt_checks\n"
          "assert_close = lambda *a, **k: None\n")
 
 
-def _solution_ids(nb) -> list[str]:
-    return [notebook.nb_meta(c).get("grade_id") for c in nb.cells if notebook.nb_meta(c).get("solution")]
-
-
 def make_class(ps: ProblemSet) -> dict[str, object]:
     """Student id -> notebook of the demo class of ``ps``."""
     stub = notebook.read(ps.release_notebook)
     full = instructor_submission(ps, stub)
-    ids = _solution_ids(stub)
-    half = set(ids[: max(1, len(ids) // 2)])
-    carol = copy.deepcopy(stub)
-    for c_full, c_carol in zip(full.cells, carol.cells):
-        if notebook.nb_meta(c_carol).get("grade_id") in half:
-            c_carol.source = c_full.source
+    carol = partial_submission(ps, stub)
     dave = copy.deepcopy(full)
     first_solution = next(i for i, c in enumerate(dave.cells) if notebook.nb_meta(c).get("solution"))
     dave.cells[first_solution].source = ("raise RuntimeError('I left a debugging line in my notebook')\n"

@@ -65,43 +65,34 @@ def grader_key(ps: ProblemSet, limits: sandbox.Limits) -> str:
 def score(results: list[sandbox.CellResult], tests: list[notebook.Cell]) -> tuple[dict, dict, list[str], list[str]]:
     """Per-cell scores from cell results: full points for a test cell that ran without error,
     unless the submission tampered with the checks or did something forbidden before it."""
-    by_gid = {r.grade_id: r for r in results if r.kind == "test"}
     scores, messages, flags, notes = {}, {}, [], []
+    seen_cheat = None  # the first forbidden action outside the tests: every later test gets 0
     for r in results:
         forbidden = [m for sev, m in r.violations if sev == "forbidden"]
-        for m in (m for sev, m in r.violations if sev != "forbidden"):
-            notes.append(f"blocked: {m}")
-        if r.kind == "test":
-            continue
-        if forbidden:
-            flags.append(f"suspicious: {forbidden[0]} (in {r.grade_id or 'an added cell'}); later exercises get 0")
-        if r.status in ("timeout", "crashed"):
-            flags.append(f"runaway code in {r.grade_id or 'an added cell'}: {r.status}")
-        elif r.status == "error" and r.kind in ("solution", "code"):
-            notes.append(f"{r.grade_id or 'a cell you added'} raised {(r.error or '').splitlines()[0][:200]}")
-    seen_cheat = None
-    for r in results:
-        if r.kind != "test" and any(sev == "forbidden" for sev, _ in r.violations):
-            seen_cheat = seen_cheat or next(m for sev, m in r.violations if sev == "forbidden")
+        notes += [f"blocked: {m}" for sev, m in r.violations if sev != "forbidden"]
+        where = r.grade_id or "an added cell"
         if r.kind != "test":
+            if forbidden:
+                seen_cheat = seen_cheat or forbidden[0]
+                flags.append(f"suspicious: {forbidden[0]} (in {where}); later exercises get 0")
+            if r.status in ("timeout", "crashed"):
+                flags.append(f"runaway code in {where}: {r.status}")
+            elif r.status == "error" and r.kind in ("solution", "code"):
+                notes.append(f"{r.grade_id or 'a cell you added'} raised {(r.error or '').splitlines()[0][:200]}")
             continue
         gid = r.grade_id
-        forbidden = [m for sev, m in r.violations if sev == "forbidden"]
+        scores[gid] = 0.0
         if r.tampered:
-            scores[gid] = 0.0
             messages[gid] = "0 points: the checks were tampered with (" + "; ".join(r.tampered[:3]) + ")"
             flags.append(f"tampering in {gid}: {r.tampered[0]}")
         elif forbidden:
-            scores[gid] = 0.0
             messages[gid] = f"0 points: {forbidden[0]}"
             flags.append(f"suspicious: {forbidden[0]} (during {gid})")
         elif seen_cheat:
-            scores[gid] = 0.0
             messages[gid] = f"0 points: earlier forbidden action ({seen_cheat})"
         elif r.ok:
             scores[gid] = r.points
         else:
-            scores[gid] = 0.0
             messages[gid] = r.error or r.status
             if "suspicious:" in (r.error or ""):
                 flags.append(f"suspicious return value in {gid}: {r.error.split('suspicious:', 1)[1].strip()[:80]}")
@@ -110,7 +101,7 @@ def score(results: list[sandbox.CellResult], tests: list[notebook.Cell]) -> tupl
     for t in tests:
         if t.grade_id not in scores:
             scores[t.grade_id] = 0.0
-            messages[t.grade_id] = by_gid.get(t.grade_id, None) and by_gid[t.grade_id].error or "not run"
+            messages[t.grade_id] = "not run"
     return scores, messages, list(dict.fromkeys(flags)), list(dict.fromkeys(notes))
 
 

@@ -44,16 +44,24 @@ class Report:
         return "\n".join(lines)
 
 
-def instructor_submission(ps: ProblemSet, release_nb=None):
-    """The released notebook with the reference solutions filled in (what a perfect student submits)."""
+def instructor_submission(ps: ProblemSet, release_nb=None, solved: set[str] | None = None):
+    """The released notebook with the reference solutions filled in (what a perfect student submits);
+    with ``solved``, only those solution cells (by grade_id) are filled in, the rest stay stubs."""
     source = notebook.read(ps.source_notebook)
     sol = {c.grade_id: notebook.instructor_source(c.source) for c in notebook.cells(source) if c.kind == "solution"}
     nb = copy.deepcopy(release_nb if release_nb is not None else notebook.read(ps.release_notebook))
     for cell in nb.cells:
         gid = notebook.nb_meta(cell).get("grade_id")
-        if gid in sol:
+        if gid in sol and (solved is None or gid in solved):
             cell.source = sol[gid]
     return nb
+
+
+def partial_submission(ps: ProblemSet, release_nb=None):
+    """The first half of the exercises solved, the rest left as released stubs."""
+    nb = release_nb if release_nb is not None else notebook.read(ps.release_notebook)
+    ids = [notebook.nb_meta(c).get("grade_id") for c in nb.cells if notebook.nb_meta(c).get("solution")]
+    return instructor_submission(ps, nb, solved=set(ids[: max(1, len(ids) // 2)]))
 
 
 def check_source(ps: ProblemSet) -> list[str]:

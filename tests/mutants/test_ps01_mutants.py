@@ -6,9 +6,8 @@ ad-hoc sweep (~60 mutants) that this file condenses found every bug below caught
 
 from __future__ import annotations
 
-import ast
-
 import pytest
+from variants import edit, swap_functions
 
 pytestmark = pytest.mark.slow
 
@@ -25,28 +24,6 @@ EXERCISE_CELLS = {
     "ex6_attention": ["ex6_attention_matches_torch", "ex6_attention_mask", "ex6_positional_encoding"],
     "ex7_superresolution": ["ex7_pixel_shuffle_matches_torch", "ex7_psnr"],
 }
-
-
-def swap_functions(source: str, new_defs: str) -> str:
-    """Replace, in a solution cell's source, each top-level function defined in ``new_defs``."""
-    lines = source.splitlines()
-    old = {n.name: n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)}
-    new = [n for n in ast.parse(new_defs).body if isinstance(n, ast.FunctionDef)]
-    new_lines = new_defs.splitlines()
-    # replace from the bottom so earlier line numbers stay valid
-    for n in sorted(new, key=lambda n: old[n.name].lineno if n.name in old else -1, reverse=True):
-        assert n.name in old, f"{n.name} is not defined in the reference cell"
-        o = old[n.name]
-        lines[o.lineno - 1:o.end_lineno] = new_lines[n.lineno - 1:n.end_lineno]
-    return "\n".join(lines) + "\n"
-
-
-def edit(source: str, *pairs: tuple[str, str]) -> str:
-    """str.replace each (old, new) once; fail loudly if the reference text changed."""
-    for old, new in pairs:
-        assert source.count(old) == 1, f"reference text not found exactly once: {old!r}"
-        source = source.replace(old, new)
-    return source
 
 
 # --------------------------------------------------------------------------- correct alternatives

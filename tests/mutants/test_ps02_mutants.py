@@ -9,6 +9,7 @@ deep_mf took minutes: too slow to keep here)."""
 from __future__ import annotations
 
 import pytest
+from variants import edit
 
 pytestmark = pytest.mark.slow
 
@@ -22,14 +23,6 @@ EXERCISE_CELLS = {
     "ex5_deep_mf": ["ex5_effective_rank", "ex5_deep_mf_matches_autograd", "ex5_depth_lowers_rank",
                     "ex5_end_to_end_dynamics"],
 }
-
-
-def edit(source: str, *pairs: tuple[str, str]) -> str:
-    """str.replace each (old, new) once; fail loudly if the reference text changed."""
-    for old, new in pairs:
-        assert source.count(old) == 1, f"reference text not found exactly once: {old!r}"
-        source = source.replace(old, new)
-    return source
 
 
 # --------------------------------------------------------------------------- correct alternatives

@@ -3,9 +3,8 @@ points of the cells meant to catch them. Each variant grades the whole notebook 
 
 from __future__ import annotations
 
-import ast
-
 import pytest
+from variants import edit, swap_functions
 
 pytestmark = pytest.mark.slow
 
@@ -23,27 +22,6 @@ EX = {
                                  "ex5_closed_form_rank_r", "ex5_train_sgd_step", "ex5_train_reaches_optimum"],
     "ex6_two_layer": ["ex6_loss_values", "ex6_regularizer_enumeration", "ex6_matrix_completion"],
 }
-
-
-def edit(src: str, *pairs: tuple[str, str]) -> str:
-    """str.replace on the reference source; each old text must occur exactly once."""
-    for old, new in pairs:
-        assert src.count(old) == 1, f"reference source changed: {old!r} occurs {src.count(old)} times"
-        src = src.replace(old, new)
-    return src
-
-
-def swap_functions(src: str, new_code: str) -> str:
-    """Replace the top-level functions of src that new_code redefines by new_code's versions."""
-    lines = src.splitlines(keepends=True)
-    new = {f.name: f for f in ast.parse(new_code).body if isinstance(f, ast.FunctionDef)}
-    new_lines = new_code.splitlines(keepends=True)
-    old = {f.name: f for f in ast.parse(src).body if isinstance(f, ast.FunctionDef)}
-    assert set(new) <= set(old), f"reference cell has no {set(new) - set(old)}"
-    for name in sorted(new, key=lambda n: -old[n].lineno):  # bottom-up keeps line numbers valid
-        f, g = old[name], new[name]
-        lines[f.lineno - 1:f.end_lineno] = new_lines[g.lineno - 1:g.end_lineno]
-    return "".join(lines)
 
 
 # ------------------------------------------------------------------ correct alternatives

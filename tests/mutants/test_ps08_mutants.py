@@ -10,6 +10,7 @@ test checks that exercises left untouched in a bug grading keep full marks.
 from __future__ import annotations
 
 import pytest
+from variants import edit
 
 pytestmark = pytest.mark.slow
 
@@ -169,11 +170,7 @@ _graded: dict[str, object] = {}  # grading group -> Graded, shared by the tests 
 
 
 def _bug_source(solution_source, gid, edits):
-    src = solution_source(PS, gid)
-    for old, new in edits:
-        assert src.count(old) == 1, f"reference source of {gid} changed: {old!r} not found exactly once"
-        src = src.replace(old, new)
-    return src
+    return edit(solution_source(PS, gid), *edits)
 
 
 def _grading(group, grade_variant, solution_source):
