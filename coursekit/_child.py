@@ -1,23 +1,26 @@
-"""The grading child: runs one submission's cells in a forked, limited, audited process.
+"""The untrusted side: the process where a submission's code runs, and nothing else.
 
-It is forked from a server that has already imported numpy, torch, matplotlib and IPython,
-so each submission pays no import cost. Protocol with the parent (JSON over a pipe):
-parent -> {"index", "kind", "source", "timeout"} per cell, then {"cmd": "stop"};
-child  -> {"ready"} once, then one result per cell.
+It is forked from a server that has already imported numpy, torch, matplotlib and IPython.
+It executes the student's cells (and the instructor's read-only cells, so the student's code
+sees the same setup) and answers the trusted side (`_trusted`), which runs every test cell:
+look up a name, call a function, read an attribute, iterate. Requests arrive pickled (trusted
+data); replies are `wire`-encoded plain data, the only thing the trusted side reads. Nothing in
+this process decides a grade: whatever the submission does to numpy, torch, json, the comparison
+helper or this module changes only what its own functions return.
 
-Defences (see README "What the grader defends against"):
-- resource limits (address space, file size, processes) and a soft per-cell timer;
-  the parent adds the hard wall-clock kill;
-- an audit hook (PEP 578, cannot be removed) that blocks reading course files, writing
-  outside the work directory, importing `solutions`/`coursekit`, spawning processes,
-  sockets, ctypes and gc introspection; during test cells it also blocks frame access;
-- an identity snapshot of numpy, torch, builtins, math and the comparison helper, checked
-  before and after every test cell; test cells run in their own namespace.
+Defence in depth, and the source of flags in the report (see README):
+- a minimal environment (no credentials), no capabilities (or the `nobody` user), no new
+  privileges, death with the fork server, resource limits (address space, file size, processes)
+  and a soft timer per request (the trusted side owns the hard deadline);
+- an audit hook (PEP 578, cannot be removed) that blocks reading course files, writing outside
+  the work directory, importing `solutions`/`coursekit`, spawning processes, sockets, ctypes
+  and gc introspection, and frame access while a test calls in;
+- an identity snapshot of numpy, torch, builtins, math and the comparison helper, reported
+  after every test cell.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import signal
@@ -281,43 +284,173 @@ def _make_hook(guard: Guard):
     return hook
 
 
-def _tail(path: str, start: int, limit: int) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            end = f.tell()
-            n = min(end - start, limit)
-            f.seek(end - n)
-            text = f.read(n).decode("utf-8", "replace")
-        return ("... [output truncated]\n" if end - start > limit else "") + text
-    except OSError:
-        return ""
+# --------------------------------------------------------------------------- process hardening
+
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 1, 4, 38, 24
+SAFE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                 "VIRTUAL_ENV", "PYTHONPATH", "LD_LIBRARY_PATH", "MPLBACKEND")
 
 
-def _format_error(exc: BaseException) -> str:
+def minimal_environment(extra: dict | None = None) -> dict:
+    """What a grading process may see of the environment: no credentials, no TA settings."""
+    env = {k: v for k, v in os.environ.items() if k in SAFE_ENV_KEYS}
+    env.update(extra or {})
+    return env
+
+
+def _prctl(option: int, arg: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(option, arg, 0, 0, 0)
+
+
+def die_with_parent() -> None:
+    """SIGKILL this process when the process that forked it (the fork server) exits."""
+    import ctypes  # noqa: F401 -- before the audit hook
+
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent is already gone
+        os._exit(1)
+
+
+def _drop_capabilities() -> bool:
+    """As root without a usable `nobody`: give up every capability (no raising limits, no
+    ptrace, no bypassing file permissions), for good."""
+    if os.geteuid() != 0:
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in range(64):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    header, data = Header(0x20080522, 0), (Data * 2)()
+    return libc.capset(ctypes.byref(header), ctypes.byref(data)) == 0
+
+
+# --------------------------------------------------------------------------- serving the trusted side
+
+_HANDLES: dict[int, object] = {}
+
+
+def _handle_ref(hid: int):
+    """Unpickled in this process: a handle the trusted side holds stands for the object itself."""
+    return _HANDLES[hid]
+
+
+def _make_handle(obj):
+    from .wire import Handle
+
+    hid = len(_HANDLES) + 1
+    _HANDLES[hid] = obj
+    t = type(obj)
+    overrides = ""
+    if t.__module__ == "__main__" or t.__module__.startswith("<"):
+        overrides = ", ".join(m for m in ("__eq__", "__bool__", "__array__", "__float__", "__array_ufunc__",
+                                          "__torch_function__") if any(m in vars(k) for k in t.__mro__[:-1]))
+    return Handle(hid, f"{t.__module__}.{t.__qualname__}", callable(obj), overrides)
+
+
+def _format_error(exc: BaseException) -> tuple[str, str]:
     try:
         msg = str(exc)
     except Exception:  # noqa: BLE001 -- a student's exception may fail to print
         msg = "<unprintable message>"
     msg = msg if len(msg) <= 2000 else msg[:2000] + " ... [truncated]"
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+    try:
+        name = str(type(exc).__name__)[:100]
+    except Exception:  # noqa: BLE001
+        name = "Exception"
+    return name, msg
 
 
-def main(conn, req: dict) -> None:
-    """Entry point in the forked child: set up, then run cells sent by the parent."""
+def _snapshot_args(values: list):
+    """Copies of the tensors, arrays, modules and generators among ``values``, to tell later what changed."""
+    import numpy as np
+    import torch
+
+    snaps = []
+    for v in values:
+        if type(v) in (torch.Tensor, torch.nn.Parameter):
+            snaps.append(("tensor", v.detach().clone()))
+        elif type(v) is np.ndarray:
+            snaps.append(("array", v.copy()))
+        elif isinstance(v, torch.nn.Module):
+            snaps.append(("module", {k: (t, t.detach().clone()) for k, t in v.state_dict(keep_vars=True).items()}))
+        elif type(v) is torch.Generator:
+            snaps.append(("generator", v.get_state()))
+        else:
+            snaps.append(None)
+    return snaps
+
+
+def _changes(values: list, snaps: list) -> list:
+    """[(position, kind, new content, replaced parameter names)] for the arguments a call changed."""
+    import numpy as np
+    import torch
+
+    out = []
+    for pos, (v, snap) in enumerate(zip(values, snaps)):
+        if snap is None:
+            continue
+        kind, before = snap
+        if kind == "tensor":
+            now = v.detach()
+            if now.shape != before.shape or not torch.equal(now, before):
+                out.append((pos, kind, now.clone(), []))
+        elif kind == "array":
+            if v.shape != before.shape or not np.array_equal(v, before, equal_nan=True):
+                out.append((pos, kind, v.copy(), []))
+        elif kind == "generator":
+            now = v.get_state()
+            if not torch.equal(now, before):
+                out.append((pos, kind, now, []))
+        else:
+            state = v.state_dict(keep_vars=True)
+            changed, replaced = {}, []
+            for k, t in state.items():
+                obj, copy_ = before.get(k, (None, None))
+                if obj is not t:
+                    replaced.append(k)
+                if copy_ is None or t.shape != copy_.shape or not torch.equal(t.detach(), copy_):
+                    changed[k] = t.detach().clone()
+                elif obj is not t:
+                    changed[k] = t.detach().clone()
+            if changed or replaced:
+                out.append((pos, kind, changed, replaced))
+    return out
+
+
+def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
+    """Entry point in the forked child: set up, then answer the trusted side's requests on ``conn``.
+
+    Requests are pickled by the trusted side (trusted data); every reply is ``wire.encode``d
+    plain data, which is all the trusted side will read.
+    """
+    die_with_parent()
     os.setsid()
+    fd = conn.fileno()
     workdir = req["workdir"]
     out_path = os.path.join(workdir, ".output.log")
-    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
+    out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
+    os.close(out_fd)
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
-    for key, value in {"HOME": workdir, "TMPDIR": workdir, "MPLCONFIGDIR": workdir, "MPLBACKEND": "Agg",
-                       "PYTHONHASHSEED": "0"}.items():
-        os.environ[key] = value
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(workdir, ".torchinductor")
+    env = minimal_environment({"HOME": workdir, "TMPDIR": workdir, "MPLCONFIGDIR": workdir, "MPLBACKEND": "Agg",
+                               "PYTHONHASHSEED": "0", "TORCHINDUCTOR_CACHE_DIR": os.path.join(workdir, ".ti")})
+    os.environ.clear()
+    os.environ.update(env)
+    import pickle
     import tempfile
 
     tempfile.tempdir = workdir
@@ -333,6 +466,8 @@ def main(conn, req: dict) -> None:
     import torch.nn.functional
     import torch.testing
 
+    from . import wire
+
     matplotlib.use("Agg")
     torch.set_num_threads(int(req.get("threads", 1)))
     from IPython.core.interactiveshell import InteractiveShell
@@ -343,83 +478,100 @@ def main(conn, req: dict) -> None:
 
     _wrap_torch_io(torch)
     dropped = _drop_privileges(workdir)
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
     _install_limits(req)
+    no_caps = _drop_capabilities() if not dropped else False
     guard = Guard(workdir, req["allowed_read"])
     snap = _snapshot()
     sys.addaudithook(_make_hook(guard))
-    send = conn.send_bytes
-    recv = conn.recv_bytes
-    dumps, loads = json.dumps, json.loads
-    setitimer, ITIMER_REAL = signal.setitimer, signal.ITIMER_REAL
+    read_frame, write_frame, encode = wire.read_frame, wire.write_frame, wire.encode
+    setitimer, ITIMER_REAL, perf = signal.setitimer, signal.ITIMER_REAL, time.perf_counter
 
     def on_alarm(signum, frame):
         raise TimeoutError("cell exceeded its time limit")
 
     signal.signal(signal.SIGALRM, on_alarm)
-    test_vars: dict = {}
     setup_ns: dict = {}
-    send(dumps({"ready": True, "pid": os.getpid(), "unprivileged": dropped}).encode())
+    seen_violations = 0
+    write_frame(fd, encode({"ready": True, "pid": os.getpid(), "unprivileged": dropped, "no_caps": no_caps}))
     guard.phase = "code"
     while True:
-        msg = loads(recv().decode())
-        if msg.get("cmd") == "stop":
+        msg = pickle.loads(read_frame(fd))
+        op = msg["op"]
+        if op == "stop":
             break
-        idx, kind, src = msg["index"], msg["kind"], msg["source"]
-        start_out = os.lseek(1, 0, os.SEEK_END)
-        n_viol = len(guard.violations)
-        tampered_before = _diff(snap) if kind == "test" else []
-        shadowed: list[str] = []
-        error = None
-        ns_before = dict(shell.user_ns) if kind == "setup" else None
-        t0 = time.perf_counter()
-        setitimer(ITIMER_REAL, float(msg["timeout"]))
+        reply: dict = {"ok": True, "error": None}
+        t0 = perf()
+        setitimer(ITIMER_REAL, float(msg.get("timeout") or 0))
         try:
-            if kind == "test":
-                guard.phase = "test"
-                ns = dict(shell.user_ns)
-                ns.update(test_vars)
-                for name, value in setup_ns.items():  # names the setup cell defined
-                    if ns.get(name) is not value:
-                        ns[name] = value
-                        if callable(value) or type(value) is type(sys):
-                            shadowed.append(f"redefined `{name}` (provided by the setup cell)")
-                exec(compile(src, f"<test {msg.get('grade_id')}>", "exec"), ns)
-                for key, value in ns.items():
-                    if key not in shell.user_ns or shell.user_ns[key] is not value:
-                        test_vars[key] = value
-            else:
+            if op == "exec":
+                kind = msg["kind"]
                 guard.phase = "solution" if kind == "solution" else "code"
-                code = shell.transform_cell(src)  # IPython magics -> plain Python
-                exec(compile(code, f"<cell {idx}>", "exec"), shell.user_ns)
-        except BaseException as exc:  # noqa: BLE001 -- everything a cell raises is a failure
-            error = _format_error(exc)
+                before = dict(shell.user_ns) if kind == "setup" else None
+                code = shell.transform_cell(msg["source"])  # IPython magics -> plain Python
+                exec(compile(code, f"<cell {msg['index']}>", "exec"), shell.user_ns)
+                if kind == "setup":  # only the names this read-only cell itself bound
+                    setup_ns.update({k: v for k, v in shell.user_ns.items()
+                                     if not k.startswith("_") and (k not in before or before[k] is not v)})
+                reply["value"] = None
+            elif op == "lookup":
+                found = {n: shell.user_ns[n] for n in msg["names"] if n in shell.user_ns}
+                reply["value"] = found
+            elif op == "call":
+                target = _HANDLES[msg["id"]]
+                args, kwargs = pickle.loads(msg["payload"])
+                keys = list(kwargs)
+                values = list(args) + [kwargs[k] for k in keys]
+                snaps = _snapshot_args(values)
+                result = target(*args, **kwargs)
+                changes = _changes(values, snaps)
+                reply["value"] = result
+                reply["writeback"] = [(pos if pos < len(args) else keys[pos - len(args)], kind, new, replaced)
+                                      for pos, kind, new, replaced in changes]
+            elif op == "getattr":
+                reply["value"] = getattr(_HANDLES[msg["id"]], msg["name"])
+            elif op == "getitem":
+                reply["value"] = _HANDLES[msg["id"]][pickle.loads(msg["payload"])]
+            elif op == "list":
+                reply["value"] = list(_HANDLES[msg["id"]])
+            elif op == "len":
+                reply["value"] = len(_HANDLES[msg["id"]])
+            elif op == "repr":
+                reply["value"] = repr(_HANDLES[msg["id"]])[:2000]
+            elif op == "phase":
+                guard.phase = msg["phase"]
+                reply["value"] = None
+            elif op == "status":
+                tampered = []
+                if msg.get("test"):
+                    tampered = _diff(snap)
+                    for name, value in setup_ns.items():  # names the setup cell defined, redefined since
+                        if shell.user_ns.get(name) is not value and (callable(value) or type(value) is type(sys)):
+                            tampered.append(f"redefined `{name}` (provided by the setup cell)")
+                    guard.phase = "code"
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except (OSError, ValueError):
+                        pass
+                reply["value"] = {"violations": [list(v) for v in guard.violations[seen_violations:]],
+                                  "tampered": sorted(set(tampered)),
+                                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+                seen_violations = len(guard.violations)
+            else:
+                raise ValueError(f"unknown operation {op!r}")
+        except BaseException as exc:  # noqa: BLE001 -- everything student code raises is reported
+            setitimer(ITIMER_REAL, 0)
+            reply = {"ok": False, "error": _format_error(exc), "value": None}
         finally:
             setitimer(ITIMER_REAL, 0)
-            guard.phase = "code"
-        if kind == "setup" and error is None:  # only the names this read-only cell itself bound
-            setup_ns.update({k: v for k, v in shell.user_ns.items()
-                             if not k.startswith("_") and (k not in ns_before or ns_before[k] is not v)})
-        elapsed = time.perf_counter() - t0
-        tampered = []
-        if kind == "test":
-            tampered = sorted(set(tampered_before + _diff(snap) + shadowed))
-        new_viol = guard.violations[n_viol:]
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        reply = {
-            "index": idx,
-            "ok": error is None,
-            "error": error,
-            "seconds": elapsed,
-            "output": _tail(out_path, start_out, int(req["output_tail_bytes"])),
-            "violations": new_viol,
-            "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "tampered": tampered,
-        }
-        send(dumps(reply).encode())
-    conn.close()
+            if op == "exec":
+                guard.phase = "code"
+        reply["seconds"] = perf() - t0
+        try:
+            body = encode(reply, _make_handle)
+        except Exception as exc:  # noqa: BLE001 -- e.g. a value nested too deeply
+            body = encode({"ok": False, "error": ("ValueError", f"the result cannot be returned: {exc}"[:500]),
+                           "value": None, "seconds": perf() - t0})
+        write_frame(fd, body)
     os._exit(0)
-

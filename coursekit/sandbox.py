@@ -9,9 +9,9 @@ remaining cells still run, so one runaway exercise costs only its own points.
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
+import pickle
 import shutil
 import signal
 import site
@@ -25,8 +25,9 @@ from pathlib import Path
 from . import notebook
 
 CHECKS_SOURCE = Path(__file__).resolve().parent / "checks.py"
-PRELOAD = ["numpy", "numpy.testing", "torch", "torch.func", "torch.nn.functional", "matplotlib",
-           "matplotlib.pyplot", "IPython.core.interactiveshell", "coursekit._child", "coursekit.checks"]
+PRELOAD = ["numpy", "numpy.testing", "torch", "torch.func", "torch.nn.functional", "torch._dynamo", "matplotlib",
+           "matplotlib.pyplot", "IPython.core.interactiveshell", "cloudpickle", "coursekit._child", "coursekit._trusted",
+           "coursekit.wire", "coursekit.checks"]
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,27 @@ def _context():
         if root not in sys.path:
             sys.path.insert(0, root)
         ctx.set_forkserver_preload(PRELOAD)
+        _start_forkserver_without_secrets()
         _CTX = ctx
     return _CTX
+
+
+def _start_forkserver_without_secrets() -> None:
+    """Start the fork server with a minimal environment: every grading process is forked from
+    it, and /proc/self/environ shows what it was started with, whatever a child clears later."""
+    from multiprocessing import forkserver
+
+    from ._child import minimal_environment
+
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(minimal_environment({"MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(
+            p for p in sys.path if p and os.path.isdir(p))}))
+        forkserver.ensure_running()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def allowed_read_paths() -> list[str]:
@@ -91,10 +111,15 @@ def allowed_read_paths() -> list[str]:
     return sorted(p for p in paths if p)
 
 
-class _Child:
-    def __init__(self, workdir: str, limits: Limits):
+class _Pair:
+    """One submission's two processes: the untrusted child (student code) and the trusted side
+    (tests, verdicts), joined by a socket pair; this process talks only to the trusted side."""
+
+    def __init__(self, workdir: str, private_dir: str, limits: Limits):
+        from . import _child, _trusted
+
         ctx = _context()
-        self.conn, child_conn = ctx.Pipe()
+        t_end, u_end = ctx.Pipe(duplex=True)
         req = {
             "workdir": workdir,
             "allowed_read": allowed_read_paths(),
@@ -103,50 +128,59 @@ class _Child:
             "output_limit_bytes": limits.output_limit_bytes,
             "threads": limits.threads,
         }
-        from . import _child
-
-        self.proc = ctx.Process(target=_child.main, args=(child_conn, req), daemon=True)
-        # children start from the preloaded fork server; keep them from re-importing __main__
-        with _START_LOCK:
+        self.procs = []
+        with _START_LOCK:  # children start from the preloaded fork server; keep them from re-importing __main__
             main = sys.modules["__main__"]
             saved = {k: main.__dict__.pop(k) for k in ("__file__",) if k in main.__dict__}
             saved_spec, main.__spec__ = getattr(main, "__spec__", None), None
             try:
-                self.proc.start()
+                self.child = ctx.Process(target=_child.serve, args=(u_end, req), daemon=True)
+                self.child.start()
+                self.procs.append(self.child)
+                self.conn, t_conn = ctx.Pipe()
+                treq = {"workdir": workdir, "private_dir": private_dir, "grace": limits.grace,
+                        "cell_timeout": limits.cell_timeout, "startup_timeout": limits.startup_timeout,
+                        "output_tail_bytes": limits.output_tail_bytes, "threads": limits.threads}
+                self.trusted = ctx.Process(target=_trusted.serve, args=(t_conn, t_end, self.child.pid, treq),
+                                           daemon=True)
+                self.trusted.start()
+                self.procs.append(self.trusted)
             finally:
                 main.__dict__.update(saved)
                 main.__spec__ = saved_spec
-        child_conn.close()
-        self.pid = self.proc.pid
-        hello = self._recv(limits.startup_timeout)
+        for c in (t_end, u_end, t_conn):
+            c.close()
+        hello = self._recv(limits.startup_timeout + 10)
         if not isinstance(hello, dict) or not hello.get("ready"):
             self.kill()
-            raise RuntimeError("grading process failed to start")
+            raise RuntimeError("grading processes failed to start")
 
     def _recv(self, timeout: float):
         try:
             if not self.conn.poll(timeout):
                 return None
-            raw = self.conn.recv_bytes(maxlength=4 * 2**20)
-            return json.loads(raw.decode("utf-8", "replace"))
-        except (EOFError, OSError, ValueError):
+            return self.conn.recv()
+        except (EOFError, OSError, pickle.UnpicklingError):
             return "dead"
 
-    def run(self, cell: notebook.Cell, timeout: float, grace: float):
+    def run(self, cell: notebook.Cell, limits: Limits):
         try:
-            self.conn.send_bytes(json.dumps({"index": cell.index, "kind": cell.kind, "source": cell.source,
-                                             "grade_id": cell.grade_id, "timeout": timeout}).encode())
+            self.conn.send({"index": cell.index, "kind": cell.kind, "source": cell.source,
+                            "grade_id": cell.grade_id, "timeout": limits.cell_timeout})
         except (OSError, ValueError):
             return "dead"
-        return self._recv(timeout + grace)
+        # the trusted side owns the child's deadlines; this is the backstop for the trusted side itself
+        return self._recv(2 * limits.cell_timeout + 2 * limits.grace + 30)
 
     def kill(self):
-        for sig_target in (lambda: os.killpg(self.pid, signal.SIGKILL), lambda: os.kill(self.pid, signal.SIGKILL)):
-            try:
-                sig_target()
-            except (ProcessLookupError, PermissionError, TypeError):
-                pass
-        self.proc.join(timeout=5)
+        for p in self.procs:
+            for target in (lambda: os.killpg(p.pid, signal.SIGKILL), lambda: os.kill(p.pid, signal.SIGKILL)):
+                try:
+                    target()
+                except (ProcessLookupError, PermissionError, TypeError, OSError):
+                    pass
+        for p in self.procs:
+            p.join(timeout=5)
         try:
             self.conn.close()
         except OSError:
@@ -154,86 +188,84 @@ class _Child:
 
     def stop(self):
         try:
-            self.conn.send_bytes(b'{"cmd": "stop"}')
-            self.proc.join(timeout=5)
+            self.conn.send(None)
+            self.trusted.join(timeout=5)
         except (OSError, ValueError):
             pass
         self.kill()
 
 
+_REPLY_KEYS = {"index", "ok", "error", "status", "seconds", "output", "violations", "tampered", "maxrss_kb", "alive"}
+
+
 def _valid_reply(reply, index: int) -> bool:
-    return (isinstance(reply, dict) and reply.get("index") == index and isinstance(reply.get("ok"), bool)
-            and isinstance(reply.get("violations", []), list) and isinstance(reply.get("tampered", []), list))
+    return isinstance(reply, dict) and reply.get("index") == index and _REPLY_KEYS <= set(reply)
 
 
 def run_cells(plan: list[notebook.Cell], files: dict[str, bytes] | None = None, limits: Limits = Limits(),
               on_cell=None) -> list[CellResult]:
-    """Execute ``plan`` (code cells in order) in a fresh sandboxed child; one result per cell.
+    """Execute ``plan`` (code cells in order) for one submission; one result per cell.
 
-    files: extra files (name -> bytes) placed in the working directory; the authored
-    comparison helper is always placed there as ``dlt_checks.py``.
+    Student cells run in a fresh untrusted child, test cells in a trusted process beside it
+    (see `_trusted`). files: extra files (name -> bytes) placed in the child's working
+    directory; the authored comparison helper is always placed there as ``dlt_checks.py``.
     """
     workdir = tempfile.mkdtemp(prefix="dlt-grade-")
+    private = tempfile.mkdtemp(prefix="dlt-trusted-")  # 0700: the trusted side's own output
     os.chmod(workdir, 0o755)
+    pair = None
     try:
         for name, data in (files or {}).items():
             (Path(workdir) / name).write_bytes(data)
         shutil.copyfile(CHECKS_SOURCE, Path(workdir) / "dlt_checks.py")
         results: list[CellResult] = []
         position, restarts = 0, 0
-        child = _Child(workdir, limits)
-        try:
-            while position < len(plan):
-                cell = plan[position]
-                t0 = time.perf_counter()
-                reply = child.run(cell, limits.cell_timeout, limits.grace)
-                if _valid_reply(reply, cell.index):
-                    status = "ok" if reply["ok"] else ("timeout" if str(reply.get("error", "")).startswith(
-                        "TimeoutError: cell exceeded") else "error")
-                    results.append(CellResult(
-                        cell.index, cell.kind, cell.grade_id, cell.points, status, reply.get("error"),
-                        float(reply.get("seconds", 0.0)), str(reply.get("output", ""))[: limits.output_tail_bytes * 2],
-                        [tuple(v)[:2] for v in reply.get("violations", []) if isinstance(v, list)],
-                        [str(t) for t in reply.get("tampered", [])],
-                        int(reply.get("maxrss_kb", 0)) if isinstance(reply.get("maxrss_kb", 0), int) else 0))
-                    position += 1
-                    if on_cell:
-                        on_cell(results[-1])
-                    continue
-                # no valid reply: timed out, died, or wrote garbage on the pipe
-                elapsed = time.perf_counter() - t0
-                if reply is None:
-                    status, error = "timeout", f"TimeoutError: cell exceeded its time limit of {limits.cell_timeout:g} s"
-                elif reply == "dead":
-                    status, error = "crashed", "the grading process died while running this cell " \
-                                               "(os._exit, a killed kernel, or memory exhausted)"
-                else:
-                    status, error = "crashed", "the cell corrupted the grader's channel"
-                child.kill()
-                results.append(CellResult(cell.index, cell.kind, cell.grade_id, cell.points, status, error, elapsed))
-                if on_cell:
-                    on_cell(results[-1])
-                position += 1
-                restarts += 1
-                if restarts > limits.max_restarts or position >= len(plan):
+        pair = _Pair(workdir, private, limits)
+        while position < len(plan):
+            cell = plan[position]
+            t0 = time.perf_counter()
+            reply = pair.run(cell, limits)
+            if _valid_reply(reply, cell.index):
+                results.append(CellResult(
+                    cell.index, cell.kind, cell.grade_id, cell.points, reply["status"], reply["error"],
+                    float(reply["seconds"]), reply["output"], list(reply["violations"]), list(reply["tampered"]),
+                    int(reply["maxrss_kb"])))
+                alive = reply["alive"]
+            else:  # the trusted side itself failed (a test cell's own code ran away): the backstop
+                error = ("TimeoutError: cell exceeded its time limit" if reply is None
+                         else "the grader's test process failed on this cell")
+                results.append(CellResult(cell.index, cell.kind, cell.grade_id, cell.points,
+                                          "timeout" if reply is None else "crashed", error,
+                                          time.perf_counter() - t0))
+                alive = False
+            if on_cell:
+                on_cell(results[-1])
+            position += 1
+            if alive:
+                continue
+            pair.kill()
+            pair = None
+            restarts += 1
+            if restarts > limits.max_restarts or position >= len(plan):
+                break
+            pair = _Pair(workdir, private, limits)
+            for earlier in plan[: position - 1]:  # rebuild the state, skipping the cell that failed
+                again = pair.run(earlier, limits)
+                if not _valid_reply(again, earlier.index) or not again["alive"]:
+                    pair.kill()
+                    pair = None
                     break
-                child = _Child(workdir, limits)
-                for earlier in plan[: position - 1]:  # rebuild the state, skipping the cell that failed
-                    again = child.run(earlier, limits.cell_timeout, limits.grace)
-                    if not _valid_reply(again, earlier.index):
-                        child.kill()
-                        child = None
-                        break
-                if child is None:
-                    break
-            if child is not None:
-                child.stop()
-        finally:
-            if child is not None:
-                child.kill()
+            if pair is None:
+                break
+        if pair is not None:
+            pair.stop()
+            pair = None
         for cell in plan[len(results):]:
             results.append(CellResult(cell.index, cell.kind, cell.grade_id, cell.points, "not-run",
                                       "not run: the grader stopped after repeated failures"))
         return results
     finally:
+        if pair is not None:
+            pair.kill()
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)

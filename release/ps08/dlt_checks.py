@@ -91,9 +91,14 @@ def to_numpy(x, name: str = "value") -> np.ndarray:
     if overrides and (type(x).__module__ == "__main__" or type(x).__module__.startswith("<")):
         raise CheckError(f"{name}: suspicious: an object of a class that overrides {', '.join(overrides)} "
                          "was returned instead of an array")
-    raise CheckError(
-        f"{name}: expected a numpy array, torch tensor or number, got {type(x).__module__}.{type(x).__qualname__}"
-    )
+    kind = f"{type(x).__module__}.{type(x).__qualname__}"
+    describe = getattr(type(x), "__dlt_describe__", None)  # an object that stays in the submission's process
+    if describe is not None:
+        kind, remote_overrides = describe(x)
+        if remote_overrides:
+            raise CheckError(f"{name}: suspicious: an object of a class that overrides {remote_overrides} "
+                             "was returned instead of an array")
+    raise CheckError(f"{name}: expected a numpy array, torch tensor or number, got {kind}")
 
 
 def assert_true(condition, message: str) -> None:
