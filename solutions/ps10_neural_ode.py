@@ -33,7 +33,7 @@ __all__ = [
 # ---------------------------------------------------------------- exercise 1
 def rk4_solve(f, z0, t):
     """Classical fourth-order Runge-Kutta, one step per interval of the time grid
-    (the fixed-grid solver behind the neural ODE of Chen et al. 2018, Sec. 2).
+    (a fixed-grid solver for the neural ODE of Chen et al. 2018).
 
     f:  callable f(t, z) -> (B, D), t a 0-dim float64 tensor
     z0: (B, D) float64, the state at t[0]
@@ -54,8 +54,8 @@ def rk4_solve(f, z0, t):
 
 
 def adjoint_gradients(f, z1, dL_dz1, t0, t1, steps):
-    """Gradients of a loss L(z(t1)) by the adjoint sensitivity method (Chen et al. 2018, Sec. 2,
-    Algorithm 1): one backward-in-time solve of an augmented ODE, no graph kept across steps.
+    """Gradients of a loss L(z(t1)) by the adjoint sensitivity method (Chen et al. 2018, Sec. 2
+    and Algorithm 1): one backward-in-time solve of an augmented ODE, no graph kept across steps.
 
     f:      torch.nn.Module, f(t, z) -> (B, D); its parameters are theta (list(f.parameters()))
     z1:     (B, D) float64, the state z(t1) reached from z(t0)
@@ -92,7 +92,7 @@ def adjoint_gradients(f, z1, dL_dz1, t0, t1, steps):
 
 # ---------------------------------------------------------------- exercise 2
 def cnf_forward(f, z0, logp0, t0, t1, steps):
-    """Continuous normalizing flow (Chen et al. 2018, Sec. 4, Theorem 1): push samples z0 with
+    """Continuous normalizing flow (Chen et al. 2018, Theorem 1): push samples z0 with
     log-density logp0 through dz/dt = f(t, z) and track the log-density along each trajectory.
 
     f:      callable f(t, z) -> (B, D), differentiable in z
@@ -126,7 +126,7 @@ def cnf_forward(f, z0, logp0, t0, t1, steps):
 
 def hutchinson_trace(f, t, z, eps):
     """Hutchinson's stochastic estimate of tr(df/dz) at every row of z, as used by FFJORD
-    (Grathwohl et al. 2019, Sec. 3), with vector-Jacobian products only (no D x D Jacobian).
+    (Grathwohl et al. 2019), with vector-Jacobian products only (no D x D Jacobian).
 
     f:   callable f(t, z) -> (B, D); t: float
     z:   (B, D) float64
@@ -163,7 +163,7 @@ def hutchinson_variance(J, kind):
 def growth_rate(A):
     """The smallest c such that ||exp(A t) d|| <= exp(c t) ||d|| for all t >= 0 and all d
     (Euclidean norm): the sharp exponential rate at which two trajectories of dz/dt = A z can
-    separate (compare Yan et al. 2020, Sec. 4, and the Gronwall rate ||A||_2).
+    separate (compare the Gronwall rate ||A||_2; Yan et al. 2019 on the robustness of ODE flows).
 
     A: (D, D) float64
     returns: () float64 (may be negative)
@@ -172,7 +172,7 @@ def growth_rate(A):
 
 
 def steady_state_penalty(f, z0, T, steps):
-    """Steady-state term of TisODE (Yan et al. 2020, Sec. 5), truncated to [T, 2T]: the mean over
+    """Steady-state term of TisODE (Yan et al. 2019), truncated to [T, 2T]: the mean over
     samples of || integral_T^{2T} f(z_i(t)) dt ||, z_i(0) = z0_i, for a time-invariant field.
 
     f:     callable f(t, z) -> (B, D) (time-invariant: t is ignored by the field)
@@ -189,7 +189,7 @@ def steady_state_penalty(f, z0, T, steps):
 # ---------------------------------------------------------------- exercise 4
 def displacement_interpolation(x0, x1, t):
     """McCann's displacement interpolation between two uniform empirical measures with the same
-    number of atoms: the W2 geodesic mu_t (Gai & Zhang 2021, Sec. 3).
+    number of atoms: the W2 geodesic mu_t (McCann 1997; Gai & Zhang 2021).
 
     x0, x1: (n, D) float64, the atoms of mu_0 and mu_1 (weights 1/n each)
     t:      float in [0, 1]
@@ -220,7 +220,7 @@ def gaussian_ot_map(m0, S0, m1, S1):
 
 
 def line_shape_score(xs):
-    """Line-shape score of a sequence of point clouds (in the spirit of Gai & Zhang 2021, Sec. 5),
+    """Line-shape score of a sequence of point clouds (a W2 version of Gai & Zhang's 2021 score),
     measured in W2: the length of the discrete curve mu_0, ..., mu_L divided by W2(mu_0, mu_L).
 
     xs: (L + 1, n, D) float64, xs[l] the n atoms (weights 1/n) of the l-th layer's features
@@ -238,7 +238,7 @@ def line_shape_score(xs):
 # ---------------------------------------------------------------- exercise 5
 def mean_field_velocity(x, sigma):
     """The mean-field velocity F(x) = E_w[ -w sin(w . x) ], w ~ N(0, sigma^2 I_D): the limit of
-    the residual block (1/M) sum_m -w_m sin(w_m . x) as M -> infinity (Lu et al. 2020, Sec. 3).
+    the residual block (1/M) sum_m -w_m sin(w_m . x) as M -> infinity (Lu et al. 2020).
 
     x: (B, D) float64; sigma: float > 0
     returns: (B, D) float64
