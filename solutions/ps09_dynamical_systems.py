@@ -35,7 +35,7 @@ __all__ = [
 # ---------------------------------------------------------------- exercise 1
 def resnet_forward(x, f, depth, T):
     """Residual network z_{l+1} = z_l + h f(t_l, z_l), h = T / depth, t_l = l h: forward Euler for
-    dz/dt = f(t, z) on [0, T] (E 2017, Sec. 2).
+    dz/dt = f(t, z) on [0, T] (E 2017).
 
     x: (N, D) float64, the input z_0 (not modified)
     f: callable (t: float, z: (N, D) float64) -> (N, D) float64
@@ -108,7 +108,7 @@ def hamiltonian_argmax_binary(x, p_next, h):
 
 def emsa_step(x0, y, thetas, h, lam, rho):
     """One iteration of the extended method of successive approximations (Li, Chen, Tai & E 2018,
-    Alg. 2; discrete form of Li & Hao 2018): with x, p the states and costates of ``thetas``, each
+    discrete form of Li & Hao 2018): with x, p the states and costates of ``thetas``, each
     new theta_t maximises the augmented Hamiltonian
     sum_n [H_t(x_tn, p_{t+1,n}, th) - rho/2 ||x_{t+1,n} - x_tn - h th tanh(x_tn)||^2
            - rho/2 ||p_tn - grad_x H_t(x_tn, p_{t+1,n}, th)||^2],
@@ -197,7 +197,7 @@ def parareal_error_matrix(a, b, n_slices):
 # ---------------------------------------------------------------- exercise 4
 def antisym_real_part_interval(gamma, dsigma):
     """The smallest interval [lo, hi] that contains Re(lambda) for every eigenvalue lambda of
-    diag(dsigma) (W - W^T - gamma I), for every real W (Haber & Ruthotto 2017, Sec. 3.2):
+    diag(dsigma) (W - W^T - gamma I), for every real W (Haber & Ruthotto 2017):
     [-gamma max dsigma, -gamma min dsigma].
 
     gamma: float >= 0; dsigma: (D,) float64, positive
@@ -207,7 +207,7 @@ def antisym_real_part_interval(gamma, dsigma):
 
 
 def verlet_forward(y, z, Ks, bs, h):
-    """Hamiltonian-inspired network (Haber & Ruthotto 2017, Sec. 3.3, Verlet):
+    """Hamiltonian-inspired network (Haber & Ruthotto 2017, Verlet):
     y_{j+1} = y_j + h tanh(K_j z_j + b_j), z_{j+1} = z_j - h tanh(K_j^T y_{j+1} + b_j).
 
     y, z: (N, D) float64; Ks: (L, D, D) float64; bs: (L, D) float64; h: float
@@ -235,7 +235,7 @@ def verlet_inverse(y, z, Ks, bs, h):
 def lm_residual_coefficients(k, c):
     """Taylor coefficients of the residual of the two-step scheme u_{n+1} = (1 - k) u_n + k u_{n-1}
     + c h u'(t_n) on a smooth solution: u(t + h) - (1 - k) u(t) - k u(t - h) - c h u'(t)
-    = C0 u + C1 h u' + C2 h^2 u'' + C3 h^3 u''' + O(h^4) (Lu, Zhong, Li & Dong 2018, Sec. 2.2).
+    = C0 u + C1 h u' + C2 h^2 u'' + C3 h^3 u''' + O(h^4) (Lu, Zhong, Li & Dong 2018; Dahlquist's theory).
 
     k, c: floats
     returns: (4,) float64, (C0, C1, C2, C3)
@@ -244,7 +244,7 @@ def lm_residual_coefficients(k, c):
 
 
 def lm_resnet_forward(u0, u1, f, k, n_steps):
-    """LM-ResNet (Lu, Zhong, Li & Dong 2018, eq. 5): u_{n+1} = (1 - k) u_n + k u_{n-1} + f(u_n).
+    """LM-ResNet (Lu, Zhong, Li & Dong 2018): u_{n+1} = (1 - k) u_n + k u_{n-1} + f(u_n).
 
     u0, u1: (N, D) float64, the first two states (not modified)
     f: callable (N, D) float64 -> (N, D) float64, the residual branch
@@ -287,7 +287,7 @@ def lm_convergence_order(k):
 # ---------------------------------------------------------------- exercise 6
 def characteristics_solve(u0, v, x, t, depth):
     """Transport equation u_t + v(x) u_x = 0, u(x, 0) = u0(x), solved along characteristics by a
-    residual network (Li & Shi 2017, Sec. 2): X_{l+1} = X_l - (t / L) v(X_l), X_0 = x, u(x, t) ~ u0(X_L).
+    residual network (Li & Shi 2017): X_{l+1} = X_l - (t / L) v(X_l), X_0 = x, u(x, t) ~ u0(X_L).
 
     u0, v: callables (M,) float64 -> (M,) float64 (u0 periodic with period 1)
     x: (M,) float64 points; t: float >= 0; depth: int L >= 1
