@@ -337,7 +337,6 @@ def test_mean_field_resnet_loop_and_limit():
 
 
 def test_convergence_rates():
-    torch.set_num_threads(1)
     x0 = torch.randn(20, 2, generator=_gen(33), dtype=DT)
     ns, e, p = sol.depth_convergence_rate(x0, 1.0, 2.0)
     ms, r, q = sol.width_convergence_rate(x0, 1.0, 2.0, _gen(34))
