@@ -119,7 +119,7 @@ def linear_min_perturbation(w, b, x, p):
 # ---------------------------------------------------------------- exercise 2
 def linear_latent_robustness(W, c, Z):
     """Latent-space robustness of the linear classifier z -> argmax_k (W z + c)_k: the l2 distance
-    from each z to the nearest point assigned another class (Fawzi et al. 2018, Sec. 3).
+    from each z to the nearest point assigned another class (Fawzi et al. 2018).
 
     W: (K, d) float64, distinct rows; c: (K,) float64; Z: (N, d) float64
     returns: (N,) float64
@@ -136,7 +136,7 @@ def linear_latent_robustness(W, c, Z):
 def linear_rin_cdf(A, w, b, eta):
     """P(r_in(x) <= eta) for x = A z, z ~ N(0, I_d), and the classifier sign(w . x + b), where
     r_in(x) is the distance from x to the nearest point of the image of A that is classified
-    differently (in-distribution robustness, Fawzi et al. 2018, Sec. 2).
+    differently (in-distribution robustness, Fawzi et al. 2018).
 
     A: (D, d) float64 of rank d; w: (D,) float64 with A^T w != 0; b: float; eta: (M,) float64 >= 0
     returns: (M,) float64
@@ -185,7 +185,7 @@ def hemisphere_expansion(n, eps):
 
 
 def levy_bound(n, eps):
-    """Levy's concentration bound used by Shafahi et al. (2018, Lemma 1): lower bound on the fraction
+    """Levy's concentration bound used by Shafahi et al. (2018): lower bound on the fraction
     of S^{n-1} within geodesic distance eps of any set of measure >= 1/2.
 
     n: int >= 2; eps: (M,) numpy float64 >= 0
@@ -333,8 +333,8 @@ def semantic_gap_attack(features, centroids, x, y, eps, alpha, steps):
 
 
 def universal_perturbation(model, X, y, eps, alpha, steps):
-    """One l_inf perturbation for all inputs (Rathore et al. 2020, Sec. III-C; Moosavi-Dezfooli et al.
-    2017): signed gradient ascent on the summed cross-entropy of X + v over v, projected onto the
+    """One l_inf perturbation for all inputs (Rathore et al. 2020; a projected-gradient form of
+    Moosavi-Dezfooli et al. 2017): signed gradient ascent on the summed cross-entropy of X + v over v, projected onto the
     eps-ball, started at v = 0; no range constraint (time series).
 
     model: nn.Module (N, D) -> (N, K); X: (N, D) float64; y: (N,) int64; eps, alpha: float;
