@@ -240,12 +240,13 @@ BUGS = {
         ["ex3_threshold_dsbs", "ex3_threshold_hessian"]),
     # too few iterations near the threshold: the estimate is biased upwards
     "ex3_experiment_too_short": ("ex3_threshold", [
-        ("enc, _ = iterative_ib(p_xy, beta, q0, 300)", "enc, _ = iterative_ib(p_xy, beta, q0, 20)")],
+        ("enc, _ = iterative_ib(p_xy, beta, q0, 400)", "enc, _ = iterative_ib(p_xy, beta, q0, 10)")],
         ["ex3_transition_experiment"]),
     # bins spanning each unit's own range instead of the layer's
     "ex4_per_unit_range": ("ex4_binning", [
         ("lo, hi = a.min(), a.max()", "lo, hi = a.min(axis=0), a.max(axis=0)"),
-        ("if hi > lo:", "if np.all(hi > lo):")],
+        ("if hi > lo:", "if True:"),
+        ("np.floor((a - lo) / (hi - lo) * n_bins)", "np.floor((a - lo) / np.where(hi > lo, hi - lo, 1.0) * n_bins)")],
         ["ex4_binned_bruteforce"]),
     # the maximum gets a bin of its own
     "ex4_max_not_clipped": ("ex4_binning", [
