@@ -312,6 +312,18 @@ def die_with_parent() -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() == 1:  # the parent is already gone
         os._exit(1)
+    # the fork server hands every child a copy of the grader's "alive" pipe; holding it would keep the
+    # fork server (and so this process) alive after the grader dies
+    from multiprocessing import forkserver, resource_tracker
+
+    for owner, attr in ((forkserver._forkserver, "_forkserver_alive_fd"), (resource_tracker._resource_tracker, "_fd")):
+        fd = getattr(owner, attr, None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            setattr(owner, attr, None)
 
 
 def _drop_capabilities() -> bool:
@@ -492,6 +504,7 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
 
     signal.signal(signal.SIGALRM, on_alarm)
     setup_ns: dict = {}
+    forbidden_restore: list = []
     seen_violations = 0
     write_frame(fd, encode({"ready": True, "pid": os.getpid(), "unprivileged": dropped, "no_caps": no_caps}))
     guard.phase = "code"
@@ -519,7 +532,10 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
                 reply["value"] = found
             elif op == "call":
                 target = _HANDLES[msg["id"]]
-                args, kwargs = pickle.loads(msg["payload"])
+                if msg.get("wire"):  # plain data from the trusted side; handles are this process's objects
+                    args, kwargs = wire.decode(msg["payload"], lambda h: _HANDLES[h.id])
+                else:
+                    args, kwargs = pickle.loads(msg["payload"])
                 keys = list(kwargs)
                 values = list(args) + [kwargs[k] for k in keys]
                 snaps = _snapshot_args(values)
@@ -538,6 +554,14 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
                 reply["value"] = len(_HANDLES[msg["id"]])
             elif op == "repr":
                 reply["value"] = repr(_HANDLES[msg["id"]])[:2000]
+            elif op == "forbid":  # a rule of the exercise (checks.forbid), applied where the student's code runs
+                from .checks import _forbid_patch
+
+                if msg["on"]:
+                    forbidden_restore.append(_forbid_patch(msg["names"], msg["message"]))
+                elif forbidden_restore:
+                    forbidden_restore.pop()()
+                reply["value"] = None
             elif op == "phase":
                 guard.phase = msg["phase"]
                 reply["value"] = None

@@ -16,6 +16,7 @@ here   -> {"ready"} once, then one result dict per cell.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import pickle
 import signal
@@ -188,9 +189,20 @@ class Proxy:
         return (_child._handle_ref, (object.__getattribute__(self, "_hid"),))
 
 
+def _proxy_handle(obj) -> wire.Handle:
+    if type(obj) is not Proxy:
+        raise wire.WireError("not plain data")
+    return wire.Handle(object.__getattribute__(obj, "_hid"), "", False)
+
+
 def _dumps(msg: dict) -> bytes:
-    """A call request: arguments pickled by value (functions and classes a test defines
-    travel with their code); Proxy objects stand for the student's own objects."""
+    """A call request. Plain arguments (and the student's own objects, by handle) go as `wire`
+    data; anything else is pickled by value (functions and classes a test defines travel with
+    their code), Proxy objects standing for the student's own objects."""
+    try:
+        return pickle.dumps({**msg, "payload": wire.encode(msg["payload"], _proxy_handle), "wire": True}, protocol=5)
+    except wire.WireError:
+        pass
     import io
 
     import cloudpickle
@@ -310,6 +322,7 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
     matplotlib.use("Agg")
     torch.set_num_threads(int(req.get("threads", 1)))
     sys.modules["dlt_checks"] = checks
+    checks._FORBID_HOOK = lambda names, message: _forbid_in_child(remote, names, message)
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
@@ -380,6 +393,16 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
             pass
     remote.kill()
     os._exit(0)
+
+
+@contextlib.contextmanager
+def _forbid_in_child(remote: Remote, names: tuple, message: str):
+    remote.value({"op": "forbid", "on": True, "names": list(names), "message": str(message)})
+    try:
+        yield
+    finally:
+        if remote.alive:
+            remote.value({"op": "forbid", "on": False})
 
 
 def _as_exception(error: tuple[str, str]) -> BaseException:

@@ -10,6 +10,8 @@ Only the standard library, numpy and (optionally) torch are needed.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import math
 import numbers
 
@@ -29,6 +31,7 @@ __all__ = [
     "assert_less",
     "assert_shape",
     "assert_true",
+    "forbid",
     "to_numpy",
 ]
 
@@ -245,3 +248,47 @@ if __name__ == "__main__":
         print("-", line)
     print("ready to submit" if not found else f"{len(found)} thing(s) to look at before submitting")
     sys.exit(1 if found else 0)
+
+
+# Set by the grader, whose tests run in another process than the student's code: applies
+# `forbid` where the student's code runs.
+_FORBID_HOOK = None
+
+
+def _forbid_patch(names, message: str):
+    """Replace each dotted name ("torch.autograd.grad") by a function raising AssertionError(message);
+    returns a function that puts the originals back."""
+    saved = []
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(message)
+
+    for dotted in names:
+        module_name, _, attr = str(dotted).rpartition(".")
+        module = importlib.import_module(module_name)
+        saved.append((module, attr, getattr(module, attr)))
+        setattr(module, attr, refuse)
+
+    def restore():
+        for module, attr, value in reversed(saved):
+            setattr(module, attr, value)
+
+    return restore
+
+
+@contextlib.contextmanager
+def forbid(names, message: str):
+    """Within the block, the student's code cannot call any of ``names`` (dotted paths such as
+    ``"torch.autograd.grad"``): such a call raises ``AssertionError(message)``. For exercises
+    that must be done by hand. A rule of the exercise, not a defence: it holds for code that
+    calls the library by these names."""
+    if _FORBID_HOOK is not None:
+        with _FORBID_HOOK(tuple(names), message):
+            yield
+        return
+    restore = _forbid_patch(names, message)
+    try:
+        yield
+    finally:
+        restore()
+

@@ -133,7 +133,7 @@ def cmd_grade(args) -> int:
                                use_cache=not args.regrade)
     nb = notebook.read(ps.source_notebook)
     print(grade.summary_table(graded, nb))
-    print(f"\ngradebook: {grade.gradebook_url(args.db)}")
+    print(f"\ngradebook: {grade.shown_url(grade.gradebook_url(args.db))}")
     print(f"grades CSV: {out / f'grades_{ps.id}.csv'}")
     print(f"feedback:   {out / 'feedback' / ps.id}/<student>/{ps.id}.html")
     return 0

@@ -21,7 +21,7 @@ from pathlib import Path
 from . import assemble, collect, feedback, notebook, sandbox
 from .manifest import ROOT, ProblemSet
 
-GRADER_FILES = ("_child.py", "sandbox.py", "assemble.py", "grade.py", "checks.py")
+GRADER_FILES = ("_child.py", "_trusted.py", "wire.py", "sandbox.py", "assemble.py", "grade.py", "checks.py")
 
 
 @dataclass
@@ -170,6 +170,16 @@ def gradebook_url(explicit: str | None = None) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{path}"
     return url
+
+
+def shown_url(url: str) -> str:
+    """A database URL fit for a console or a log: the password replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 -- not a URL: show nothing of it
+        return "<gradebook URL>"
 
 
 # --- the batch --------------------------------------------------------------------------

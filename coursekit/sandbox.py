@@ -249,7 +249,10 @@ def run_cells(plan: list[notebook.Cell], files: dict[str, bytes] | None = None, 
             if restarts > limits.max_restarts or position >= len(plan):
                 break
             pair = _Pair(workdir, private, limits)
-            for earlier in plan[: position - 1]:  # rebuild the state, skipping the cell that failed
+            # rebuild the state: every earlier cell but those that ran away or failed a test
+            for earlier, before in zip(plan[: position - 1], results):
+                if before.status in ("timeout", "crashed") or (earlier.kind == "test" and not before.ok):
+                    continue
                 again = pair.run(earlier, limits)
                 if not _valid_reply(again, earlier.index) or not again["alive"]:
                     pair.kill()

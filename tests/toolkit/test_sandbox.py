@@ -59,3 +59,23 @@ def test_other_processes_and_raw_devices_are_out_of_reach():
     assert r[1].status == "error" and any(sev == "forbidden" for sev, _ in r[1].violations)
     assert r[2].status == "error" and any(sev == "forbidden" for sev, _ in r[2].violations)
     assert r[3].ok, r[3]
+
+
+def test_forbid_applies_where_the_students_code_runs():
+    r = run(Cell(1, "solution", "import torch\ndef g(x):\n    x = x.clone().requires_grad_()\n"
+                                "    return torch.autograd.grad((x ** 2).sum(), x)[0]"),
+            Cell(2, "test", "import torch\nfrom dlt_checks import forbid\nx = torch.ones(2)\n"
+                            "with forbid(['torch.autograd.grad'], 'compute it by hand'):\n"
+                            "    try:\n        g(x)\n    except AssertionError as e:\n        assert 'by hand' in str(e)\n"
+                            "    else:\n        raise AssertionError('forbid did not reach the student code')\n"
+                            "assert_close(g(x), 2 * x)", "t", 1))
+    assert r[-1].ok, r[-1]
+
+
+def test_in_place_changes_to_arguments_are_written_back():
+    r = run(Cell(1, "solution", "import torch\ndef fill(a, m):\n    a[:] = 5\n    with torch.no_grad():\n"
+                                "        m.weight.fill_(2.0)\n    return None"),
+            Cell(2, "test", "import torch\na = np.zeros(3)\nm = torch.nn.Linear(2, 1)\nw = m.weight\nfill(a, m)\n"
+                            "assert_close(a, np.full(3, 5.0))\nassert m.weight is w\n"
+                            "assert_close(m.weight.detach(), torch.full((1, 2), 2.0))", "t", 1))
+    assert r[-1].ok, r[-1]
