@@ -50,7 +50,7 @@ def gaussian_kl(mu, logvar):
 
 
 def linear_vae_elbo(X, W, b, log_sigma2, V, logvar):
-    """Closed-form ELBO of a linear Gaussian VAE (Lucas et al. 2019, Sec. 4): decoder
+    """Closed-form ELBO of a linear Gaussian VAE (Lucas et al. 2019): decoder
     p(x|z) = N(W z + b, sigma^2 I), prior N(0, I_k), encoder q(z|x) = N(V (x - b), diag(exp(logvar))).
     E_q log p(x|z) = -d/2 log(2 pi sigma^2) - (||x - b - W mu||^2 + sum_j s_j ||W_:j||^2) / (2 sigma^2),
     ELBO = E_q log p(x|z) - KL(q || prior).
@@ -116,14 +116,14 @@ def gan_value(D, p, q):
 
 
 def train_discriminator(x_real, x_fake, generator):
-    """Train a one-hidden-layer tanh MLP discriminator (16 units) on 1-D samples by 300 steps of
+    """Train a one-hidden-layer tanh MLP discriminator (16 units) on 1-D samples by 200 steps of
     full-batch Adam (lr 0.05) on the GAN discriminator objective mean log D(real) + mean log(1 - D(fake)).
 
     x_real: (N,) float64; x_fake: (M,) float64; generator: torch.Generator (initialisation)
     returns: callable mapping x (K,) float64 -> D(x) (K,) float64 in (0, 1)
     """
     dt = x_real.dtype
-    hidden, steps, lr = 16, 300, 0.05
+    hidden, steps, lr = 16, 200, 0.05
     W1 = torch.randn(hidden, 1, generator=generator, dtype=dt).requires_grad_(True)
     b1 = torch.randn(hidden, generator=generator, dtype=dt).requires_grad_(True)
     w2 = (torch.randn(hidden, generator=generator, dtype=dt) / math.sqrt(hidden)).requires_grad_(True)
@@ -182,7 +182,7 @@ def vanishing_gradient(a, c, theta):
 # ---------------------------------------------------------------- exercise 4: WGAN
 def w1_dual_lp(x, a, y, b):
     """Kantorovich-Rubinstein dual of W1 between sum_i a_i delta_{x_i} and sum_j b_j delta_{y_j}
-    (Arjovsky, Chintala & Bottou 2017, eq. 3) as a linear program over the values f of a function
+    (Arjovsky, Chintala & Bottou 2017, Sec. 3) as a linear program over the values f of a function
     on the n + m support points: max a.f_x - b.f_y s.t. f_u - f_v <= ||z_u - z_v||_2 for all pairs.
 
     x: (n, d) float64; a: (n,) float64 weights summing to 1; y: (m, d) float64; b: (m,) float64, sum 1
@@ -238,7 +238,7 @@ def clipped_critic_w1(x_real, x_fake, clip, steps, lr, generator):
 # ---------------------------------------------------------------- exercise 5: WAE and MMD
 def mmd_imq(x, y, scales):
     """Unbiased U-statistic estimate of MMD^2 with the inverse multiquadratics kernel
-    k(u, v) = sum_C C / (C + ||u - v||^2) (Tolstikhin et al. 2017, WAE-MMD, Sec. 4):
+    k(u, v) = sum_C C / (C + ||u - v||^2) (Tolstikhin et al. 2017, WAE-MMD):
     mean_{i != j} k(x_i, x_j) + mean_{i != j} k(y_i, y_j) - 2 mean_{i, j} k(x_i, y_j).
 
     x: (n, d) float64, n >= 2; y: (m, d) float64, m >= 2; scales: sequence of positive floats C
@@ -304,8 +304,8 @@ def mmd_std_exponents(shift, scales, generator):
 
 # ---------------------------------------------------------------- exercise 6: semi-discrete OT
 def sdot_energy_grad(h, Y, x, nu):
-    """Monte-Carlo estimate of the convex energy of semi-discrete OT (Gu et al. 2016; Lei et al. 2020,
-    Sec. 3; An et al. 2020, AE-OT) E(h) = mean_i max_j (<x_i, y_j> + h_j) - sum_j nu_j h_j and its
+    """Monte-Carlo estimate of the convex energy of semi-discrete OT (Gu et al. 2016; Lei et al. 2020;
+    An et al. 2020, AE-OT) E(h) = mean_i max_j (<x_i, y_j> + h_j) - sum_j nu_j h_j and its
     gradient w(h) - nu, w_j(h) = fraction of samples whose maximiser is j (the mu-mass of power cell j).
 
     h: (m,) float64; Y: (m, D) float64 target points; x: (N, D) float64 samples of mu; nu: (m,) float64, sum 1
@@ -319,7 +319,7 @@ def sdot_energy_grad(h, Y, x, nu):
 
 def solve_sdot(Y, nu, n_samples, steps, lr, generator):
     """Minimise the semi-discrete OT energy by Monte-Carlo gradient descent with Adam (An et al. 2020,
-    AE-OT, Alg. 1): each step draws ``n_samples`` fresh points of mu = uniform on [-1, 1]^D.
+    AE-OT): each step draws ``n_samples`` fresh points of mu = uniform on [-1, 1]^D.
 
     Y: (m, D) float64; nu: (m,) float64 positive, sum 1; n_samples, steps: int; lr: float
     generator: torch.Generator

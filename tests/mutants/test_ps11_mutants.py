@@ -247,8 +247,8 @@ BUGS = {
         ["ex2_value_jsd"]),
     # real and fake labels swapped in the discriminator's loss
     "ex2_train_labels_swapped": ("C", "ex2_gan", [
-        ("loss = (torch.nn.functional.softplus(-logit(x_real)).mean()\n                + torch.nn.functional.softplus(logit(x_fake)).mean())",
-         "loss = (torch.nn.functional.softplus(logit(x_real)).mean()\n                + torch.nn.functional.softplus(-logit(x_fake)).mean())")],
+        ("softplus(-logit(x_real)).mean()", "softplus(logit(x_real)).mean()"),
+        ("softplus(logit(x_fake)).mean())", "softplus(-logit(x_fake)).mean())")],
         ["ex2_discriminator_approaches_optimum"]),
     # JS in bits (log base 2) instead of nats
     "ex3_js_in_bits": ("A", "ex3_disjoint", [("math.log(2.0), math.inf", "1.0, math.inf")], ["ex3_parallel_lines"]),

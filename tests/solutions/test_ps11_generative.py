@@ -137,7 +137,7 @@ def test_gan_value_disjoint_supports_is_zero():
 
 def test_trained_discriminator_approaches_optimum():
     g = _gen(13)
-    n = 500
+    n = 1000
     comp = torch.rand(n, generator=g) < 0.5
     xr = torch.where(comp, -2 + 0.5 * torch.randn(n, generator=g, dtype=DT), 1 + 0.7 * torch.randn(n, generator=g, dtype=DT))
     xf = 1.5 * torch.randn(n, generator=g, dtype=DT)
