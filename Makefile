@@ -11,7 +11,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CK     := $(PY) -m coursekit
-export PS SUBMISSIONS JOBS DB ROSTER CELL_TIMEOUT MEMORY_GB
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+export PS SUBMISSIONS JOBS DB ROSTER CELL_TIMEOUT MEMORY_GB OUT
 
 .PHONY: venv demo test test-fast list check-source release check-release autograder try validate grade bench lint clean
 
@@ -27,7 +28,7 @@ demo: $(STAMP)
 	$(CK) demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests

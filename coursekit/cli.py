@@ -66,7 +66,7 @@ def cmd_autograder(args) -> int:
     from . import autograder
 
     for ps in _sets(args.ps):
-        z = autograder.build(ps)
+        z = autograder.build(ps, _limits(args))
         print(f"{ps.id}: {len(list((z.parent / 'tests').glob('*.py')))} otter tests, {z.relative_to(manifest.ROOT)}")
     return 0
 
@@ -103,9 +103,15 @@ def cmd_validate(args) -> int:
 def _limits(args):
     from .sandbox import Limits
 
-    jobs = args.jobs or os.cpu_count() or 1
+    jobs = getattr(args, "jobs", None) or os.cpu_count() or 1
     return Limits(cell_timeout=args.cell_timeout, memory_bytes=int(args.memory_gb * 2**30),
                   threads=max(1, (os.cpu_count() or 1) // jobs))
+
+
+def _limit_options(parser) -> None:
+    """The limits of grading, the same for `make grade` and the otter zip (`make autograder`)."""
+    parser.add_argument("--cell-timeout", type=float, default=float(os.environ.get("CELL_TIMEOUT") or 60))
+    parser.add_argument("--memory-gb", type=float, default=float(os.environ.get("MEMORY_GB") or 6))
 
 
 def _roster(path: str | None):
@@ -166,17 +172,16 @@ def main(argv=None) -> int:
     add("check-source", cmd_check_source, "lint instructor notebooks; solution cells == solutions package")
     add("release", cmd_release, "nbgrader generate_assignment -> release/")
     add("check-release", cmd_check_release, "fail if release/ differs from a fresh release")
-    add("autograder", cmd_autograder, "otter tests and Gradescope autograder.zip -> autograder/")
+    _limit_options(add("autograder", cmd_autograder, "otter tests and Gradescope autograder.zip -> autograder/"))
     add("try", cmd_try, "instructor solution and stub through this project's grader (fast)")
     add("validate", cmd_validate, "stubs fail, solutions pass, identical scores via coursekit, nbgrader, otter")
     g = add("grade", cmd_grade, "grade a folder or LMS zip of submissions")
     g.add_argument("--submissions", default=os.environ.get("SUBMISSIONS"))
-    g.add_argument("--out", default=str(manifest.ROOT / "grading"))
+    g.add_argument("--out", default=os.environ.get("OUT") or str(manifest.ROOT / "grading"))
     g.add_argument("--db", default=os.environ.get("DB") or None, help="SQLAlchemy URL of the gradebook")
     g.add_argument("--roster", default=os.environ.get("ROSTER") or None, help="CSV with a student_id column")
     g.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS") or 0) or None)
-    g.add_argument("--cell-timeout", type=float, default=float(os.environ.get("CELL_TIMEOUT") or 60))
-    g.add_argument("--memory-gb", type=float, default=float(os.environ.get("MEMORY_GB") or 6))
+    _limit_options(g)
     g.add_argument("--regrade", action="store_true", help="ignore cached results")
     g.add_argument("--quiet", action="store_true")
     d = sub.add_parser("demo", help="release, build autograders, grade the demo class")

@@ -241,3 +241,17 @@ def test_kill_9_half_way_then_rerun_finishes_and_keeps_work(toy_course, tmp_path
         assert (cache / name).read_text() == text
     assert json.loads(text)["key"].startswith(grade.grader_key(ps, sandbox.Limits(cell_timeout=10, grace=2)))
     shutil.rmtree(out)
+
+
+def test_a_change_to_any_grader_file_invalidates_saved_grades(toy_course, tmp_path):
+    import coursekit
+
+    pkg = tmp_path / "coursekit"
+    shutil.copytree(Path(coursekit.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    before = grade.grader_key(toy_course, LIMITS, pkg)
+    for name in sorted(p.name for p in pkg.glob("*.py")):
+        original = (pkg / name).read_text()
+        (pkg / name).write_text(original + "\n# changed\n")
+        assert grade.grader_key(toy_course, LIMITS, pkg) != before, name
+        (pkg / name).write_text(original)
+    assert grade.grader_key(toy_course, LIMITS, pkg) == before
