@@ -212,7 +212,7 @@ BUGS = {
     # wrong sign of beta in the exponent
     "ex2_beta_sign": ("ex2_iterative_ib", [
         ("logits = np.log(q_t[live])[None, :] - beta * dist", "logits = np.log(q_t[live])[None, :] + beta * dist")],
-        ["ex2_fixed_point", "ex2_lagrangian_monotone", "ex2_limits"]),
+        ["ex2_fixed_point", "ex2_lagrangian_monotone", "ex2_data_processing", "ex2_limits"]),
     # the prior p(t) left out of the update
     "ex2_missing_cluster_prior": ("ex2_iterative_ib", [
         ("logits = np.log(q_t[live])[None, :] - beta * dist", "logits = -beta * dist")],
