@@ -293,8 +293,8 @@ BUGS = {  # id -> (grading group, exercise, solution grade_id, [(old, new)], cel
         ["ex4_kernel", "ex4_population_loss"]),
     # Markov parameters start at CB (D forgotten)
     "ex5_markov_missing_d": ("C", "ex5", "ex5_lds", [
-        ("    out = [torch.as_tensor(d, dtype=a.dtype).reshape(())]\n    s = torch.zeros(ell, dtype=a.dtype)\n    s[-1] = 1.0  # A^k B, starting with B = e_l\n    for _ in range(n - 1):",
-         "    out = []\n    s = torch.zeros(ell, dtype=a.dtype)\n    s[-1] = 1.0  # A^k B, starting with B = e_l\n    for _ in range(n):")],
+        ("    out = [torch.as_tensor(d, dtype=a.dtype).reshape(())]\n", "    out = []\n"),
+         ("    for _ in range(n - 1):\n        out.append(c @ s)", "    for _ in range(n):\n        out.append(c @ s)")],
         ["ex5_markov_dimpulse"]),
     # denominator coefficients in the wrong order (z^l + a_l z^{l-1} + ... + a_1)
     "ex5_denominator_reversed": ("D", "ex5", "ex5_lds", [
@@ -303,7 +303,8 @@ BUGS = {  # id -> (grading group, exercise, solution grade_id, [(old, new)], cel
         ["ex5_h2_parseval", "ex5_fit_recovers"]),
     # least squares without an intercept, although the network has biases
     "ex6_lstsq_without_intercept": ("C", "ex6", "ex6_spurious", [
-        ("    A = torch.cat([X, torch.ones(n, 1, dtype=X.dtype)], dim=1)", "    A = torch.cat([X, torch.zeros(n, 1, dtype=X.dtype)], dim=1)")],
+        ("    A = torch.cat([X, torch.ones(n, 1, dtype=X.dtype)], dim=1)",
+         "    A = torch.cat([X, torch.zeros(n, 1, dtype=X.dtype)], dim=1)")],
         ["ex6_critical_point", "ex6_is_spurious"]),
     # no shift: the units are not all in their linear piece on the data
     "ex6_no_shift": ("D", "ex6", "ex6_spurious", [
