@@ -47,7 +47,7 @@ def max_margin_direction(X, y):
 
 
 def weighted_gd(X, y, weights, loss, lr, steps, alpha=1.0):
-    """Importance-weighted gradient descent from w(0) = 0 (Byrd & Lipton 2019; Xu, Ye & Ruan 2021).
+    """Importance-weighted gradient descent from w(0) = 0 (Byrd & Lipton 2019; Xu, Ye & Ruan 2021; Wang et al. 2022).
 
     L(w) = (1/N) sum_i c_i l(y_i x_i^T w) with
       loss == "logistic": l(u) = log(1 + exp(-u))
@@ -76,7 +76,7 @@ def weighted_gd(X, y, weights, loss, lr, steps, alpha=1.0):
 
 def gd_factorized_sensing(A, y, init_scale, lr, steps):
     """Gradient descent on X = U U^T for matrix sensing from U(0) = init_scale * I
-    (Gunasekar et al. 2017: factorized GD; its alpha -> 0 limit is the min-nuclear-norm solution, Thm. 1).
+    (Gunasekar et al. 2018: factorized GD; for commuting A_m its alpha -> 0 limit has minimum nuclear norm, Thm. 1).
 
     L(U) = 1/(2M) sum_m (<A_m, U U^T> - y_m)^2,   U(t+1) = U(t) - lr * grad L(U(t)).
 
