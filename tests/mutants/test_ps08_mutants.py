@@ -20,8 +20,10 @@ CELLS = {
     "ex1": ["ex1_shape_and_diagonal", "ex1_depth1_closed_form", "ex1_deep_recursion", "ex1_wide_network_limit"],
     "ex2": ["ex2_ntkmlp_layers_init", "ex2_ntkmlp_forward", "ex2_empirical_ntk_autograd", "ex2_empirical_ntk_linear",
             "ex2_empirical_ntk_wide_limit"],
-    "ex3": ["ex3_zero_and_one_step", "ex3_train_outputs", "ex3_test_outputs", "ex3_wide_net_tracks_linearization"],
-    "ex4": ["ex4_gram_values", "ex4_bound_values", "ex4_residual_curve", "ex4_true_vs_random_labels"],
+    "ex3": ["ex3_zero_and_one_step", "ex3_train_outputs", "ex3_test_outputs", "ex3_singular_kernel",
+            "ex3_wide_net_tracks_linearization"],
+    "ex4": ["ex4_gram_values", "ex4_bound_values", "ex4_residual_curve", "ex4_true_vs_random_labels",
+            "ex4_bound_vs_corruption"],
     "ex5": ["ex5_kernel_ridge", "ex5_fit_losses", "ex5_fit_parameters", "ex5_label_noise"],
 }
 
@@ -121,12 +123,96 @@ def fit_distance_to_init(model, X, y, ridge, lr, steps):
     return torch.tensor(out, dtype=torch.float32)
 '''
 
-ALTERNATIVES = {  # id -> (exercise, {solution grade_id: source})
-    "ex1_relu_ntk_pairwise_python_loops": ("ex1", {"ex1_relu_ntk": ALT_RELU_NTK}),
-    "ex2_biases_drawn_first_and_vmap_grad_ntk": ("ex2", {"ex2_ntkmlp": ALT_NTKMLP, "ex2_empirical_ntk": ALT_EMPIRICAL_NTK}),
-    "ex3_iterated_gradient_descent": ("ex3", {"ex3_linearized_predictions": ALT_LINEARIZED}),
-    "ex5_lstsq_ridge_and_torch_optim_sgd_float32_losses": ("ex5", {"ex5_kernel_ridge_predict": ALT_KERNEL_RIDGE,
-                                                                   "ex5_fit_distance_to_init": ALT_FIT}),
+ALT_ARORA = {
+    "ex4_arora_gram": '''
+def arora_gram(X):
+    """numpy, with the angle from arctan2 of the cross and dot products."""
+    Z = X.numpy()
+    G = Z @ Z.T
+    cross = np.sqrt(np.clip((Z**2).sum(1)[:, None] * (Z**2).sum(1)[None, :] - G**2, 0, None))
+    return torch.tensor(G * (np.pi - np.arctan2(cross, G)) / (2 * np.pi))
+''',
+    "ex4_generalization_bound": '''
+def generalization_bound(H, y):
+    """Cholesky: y^T H^-1 y = |L^-1 y|^2."""
+    z = torch.linalg.solve_triangular(torch.linalg.cholesky(H), y[:, None], upper=False)
+    return torch.sqrt(2 * (z**2).sum() / len(y))
+''',
+    "ex4_predicted_residual_curve": '''
+def predicted_residual_curve(H, y, lr, steps):
+    """Iterates u(k+1) = u(k) + lr H (y - u(k)) instead of the eigen-decomposition."""
+    r, out = y.clone(), []
+    for _ in range(steps + 1):
+        out.append(r.norm())
+        r = r - lr * H @ r
+    return torch.stack(out)
+''',
+}
+
+ALT_RELU_NTK_OUTER_SQRT = '''
+def relu_ntk(X1, X2, depth, weight_var=2.0, bias_var=0.0):
+    """Normalises by torch.outer of square roots: cos(e1, -e1) comes out as -0.9999999999999998."""
+    d = X1.shape[1]
+    s = weight_var * X1 @ X2.T / d + bias_var
+    q1 = weight_var * (X1**2).sum(1) / d + bias_var
+    q2 = weight_var * (X2**2).sum(1) / d + bias_var
+    th = s
+    for _ in range(depth):
+        nrm = torch.outer(q1.sqrt(), q2.sqrt())
+        t = torch.arccos((s / nrm).clamp(-1, 1))
+        th = th * weight_var * (math.pi - t) / (2 * math.pi)
+        s = weight_var * nrm * (torch.sin(t) + (math.pi - t) * torch.cos(t)) / (2 * math.pi) + bias_var
+        th = th + s
+        q1, q2 = weight_var * q1 / 2 + bias_var, weight_var * q2 / 2 + bias_var
+    return th
+'''
+
+ALT_EMPIRICAL_NTK_LOOP = '''
+def empirical_ntk(model, X1, X2):
+    """One torch.autograd.grad call per input, gradients flattened and concatenated."""
+    params = [p for p in model.parameters()]
+
+    def jac(X):
+        rows = []
+        for x in X:
+            grads = torch.autograd.grad(model(x[None]).sum(), params)
+            rows.append(torch.cat([g.reshape(-1) for g in grads]))
+        return torch.stack(rows)
+
+    return (jac(X1) @ jac(X2).T).detach()
+'''
+
+ALT_KERNEL_RIDGE_CHOLESKY = '''
+def kernel_ridge_predict(K_train, K_test, y, ridge):
+    """scipy's symmetric solver on numpy copies."""
+    import scipy.linalg
+    A = K_train.numpy() + ridge * np.eye(len(y))
+    return torch.tensor(K_test.numpy() @ scipy.linalg.solve(A, y.numpy(), assume_a="sym"))
+'''
+
+ALT_LINEARIZED_PINV = '''
+def linearized_predictions(ntk_train, ntk_test, f0_train, f0_test, y, lr, steps):
+    """Matrix powers and a pseudo-inverse instead of an eigen-decomposition."""
+    n = ntk_train.shape[0]
+    decay = torch.linalg.matrix_power(torch.eye(n, dtype=ntk_train.dtype) - lr * ntk_train, steps)
+    r0 = f0_train - y
+    f_train = y + decay @ r0
+    f_test = f0_test - ntk_test @ torch.linalg.pinv(ntk_train, hermitian=True) @ (r0 - decay @ r0)
+    return f_train, f_test
+'''
+
+ALTERNATIVES = {  # id -> (grading group, exercise, {solution grade_id: source})
+    "ex1_relu_ntk_pairwise_python_loops": ("alternatives", "ex1", {"ex1_relu_ntk": ALT_RELU_NTK}),
+    "ex2_biases_drawn_first_and_vmap_grad_ntk": ("alternatives", "ex2", {"ex2_ntkmlp": ALT_NTKMLP,
+                                                                         "ex2_empirical_ntk": ALT_EMPIRICAL_NTK}),
+    "ex3_iterated_gradient_descent": ("alternatives", "ex3", {"ex3_linearized_predictions": ALT_LINEARIZED}),
+    "ex4_numpy_arctan2_cholesky_iterated_curve": ("alternatives", "ex4", ALT_ARORA),
+    "ex5_lstsq_ridge_and_torch_optim_sgd_float32_losses": ("alternatives", "ex5", {
+        "ex5_kernel_ridge_predict": ALT_KERNEL_RIDGE, "ex5_fit_distance_to_init": ALT_FIT}),
+    "ex1_outer_of_square_roots_normalisation": ("C", "ex1", {"ex1_relu_ntk": ALT_RELU_NTK_OUTER_SQRT}),
+    "ex2_autograd_loop_ntk": ("C", "ex2", {"ex2_empirical_ntk": ALT_EMPIRICAL_NTK_LOOP}),
+    "ex5_scipy_symmetric_solve": ("C", "ex5", {"ex5_kernel_ridge_predict": ALT_KERNEL_RIDGE_CHOLESKY}),
+    "ex3_matrix_power_and_pinv": ("D", "ex3", {"ex3_linearized_predictions": ALT_LINEARIZED_PINV}),
 }
 
 # --- plausible bugs: edits of the reference source, and the cells that must catch them -------------
@@ -158,13 +244,35 @@ BUGS = {  # id -> (grading group, exercise, solution grade_id, [(old, new)], cel
     "ex5_mean_instead_of_sum_loss": ("B", "ex5", "ex5_fit_distance_to_init", [
         ("fit = 0.5 * ((model(X).reshape(-1) - y) ** 2).sum()", "fit = 0.5 * ((model(X).reshape(-1) - y) ** 2).mean()")],
         ["ex5_fit_losses", "ex5_fit_parameters", "ex5_label_noise"]),
+    "ex5_weight_decay_towards_zero": ("D", "ex5", "ex5_fit_distance_to_init", [
+        ("    init = [p.detach().clone() for p in params]\n", "    init = [torch.zeros_like(p) for p in params]\n")],
+        ["ex5_fit_losses", "ex5_fit_parameters"]),
+    "ex2_fan_out_scaling": ("D", "ex2", "ex2_ntkmlp", [
+        ("math.sqrt(layer.in_features)", "math.sqrt(layer.out_features)")],
+        ["ex2_ntkmlp_forward", "ex2_empirical_ntk_wide_limit"]),
+    "ex3_no_limit_at_zero_eigenvalue": ("C", "ex3", "ex3_linearized_predictions", [
+        ("    gain = torch.where(tiny, lr * steps * torch.ones_like(evals), (1 - decay) / safe)\n",
+         "    gain = (1 - decay) / evals\n")],
+        ["ex3_singular_kernel"]),
+    "ex4_bound_without_factor_two": ("C", "ex4", "ex4_generalization_bound", [
+        ("torch.sqrt(2 * (y @", "torch.sqrt(1 * (y @")],
+        ["ex4_bound_values", "ex4_bound_vs_corruption"]),
+    "ex4_gram_activation_probability_only": ("D", "ex4", "ex4_arora_gram", [
+        ("    return gram * (math.pi", "    return (math.pi")],
+        ["ex4_gram_values", "ex4_bound_vs_corruption"]),
+    "ex1_derivative_kernel_missing_half": ("D", "ex1", "ex1_relu_ntk", [
+        ("sigma_dot = weight_var * (math.pi - angle) / (2 * math.pi)", "sigma_dot = weight_var * (math.pi - angle) / math.pi")],
+        CELLS["ex1"]),
 }
 
 _GROUP_EXERCISES: dict[str, list[str]] = {}
 for _bug, (_grp, _ex, *_rest) in BUGS.items():
     assert _ex not in _GROUP_EXERCISES.setdefault(_grp, []), f"two bugs of {_ex} in grading {_grp}"
     _GROUP_EXERCISES[_grp].append(_ex)
-assert len({ex for ex, _ in ALTERNATIVES.values()}) == len(ALTERNATIVES), "one alternative per exercise per grading"
+for _alt, (_grp, _ex, _) in ALTERNATIVES.items():
+    assert _ex not in _GROUP_EXERCISES.setdefault(_grp, []), f"{_ex} twice in grading {_grp}"
+    _GROUP_EXERCISES[_grp].append(_ex)
+_BUG_EXERCISES = {grp: [ex for g2, ex, *_ in BUGS.values() if g2 == grp] for grp in _GROUP_EXERCISES}
 
 _graded: dict[str, object] = {}  # grading group -> Graded, shared by the tests of that group
 
@@ -175,11 +283,9 @@ def _bug_source(solution_source, gid, edits):
 
 def _grading(group, grade_variant, solution_source):
     if group not in _graded:
-        if group == "alternatives":
-            replace = {gid: src for _, cells in ALTERNATIVES.values() for gid, src in cells.items()}
-        else:
-            replace = {gid: _bug_source(solution_source, gid, edits)
-                       for grp, _, gid, edits, _ in BUGS.values() if grp == group}
+        replace = {gid: src for grp, _, cells in ALTERNATIVES.values() if grp == group for gid, src in cells.items()}
+        replace.update({gid: _bug_source(solution_source, gid, edits)
+                        for grp, _, gid, edits, _ in BUGS.values() if grp == group})
         g = grade_variant(PS, replace)
         assert g.error is None, g.error
         assert sorted(g.max_scores) == sorted(c for cells in CELLS.values() for c in cells), "graded cells changed"
@@ -189,8 +295,8 @@ def _grading(group, grade_variant, solution_source):
 
 @pytest.mark.parametrize("variant", list(ALTERNATIVES))
 def test_correct_alternative_gets_full_marks(variant, grade_variant, solution_source):
-    ex, _ = ALTERNATIVES[variant]
-    g = _grading("alternatives", grade_variant, solution_source)
+    group, ex, _ = ALTERNATIVES[variant]
+    g = _grading(group, grade_variant, solution_source)
     lost = {c: g.messages.get(c) for c in CELLS[ex] if g.scores[c] != g.max_scores[c]}
     assert not lost, f"{variant} lost points: {lost}"
 
@@ -205,10 +311,10 @@ def test_plausible_bug_loses_points(variant, grade_variant, solution_source):
     assert g.total < g.max_total == 100
 
 
-@pytest.mark.parametrize("group", sorted(_GROUP_EXERCISES))
+@pytest.mark.parametrize("group", sorted(g for g in _BUG_EXERCISES if _BUG_EXERCISES[g]))
 def test_bug_gradings_leave_other_exercises_intact(group, grade_variant, solution_source):
     g = _grading(group, grade_variant, solution_source)
-    untouched = [c for ex, cells in CELLS.items() if ex not in _GROUP_EXERCISES[group] for c in cells]
+    untouched = [c for ex, cells in CELLS.items() if ex not in _BUG_EXERCISES[group] for c in cells]
     assert untouched, group
     lost = {c: g.messages.get(c) for c in untouched if g.scores[c] != g.max_scores[c]}
     assert not lost, f"grading {group}: reference exercises lost points {lost}"
