@@ -34,7 +34,7 @@ __all__ = [
 
 # ---------------------------------------------------------------- exercise 1: Du et al. (2018)
 def gram_h_infinity(X):
-    """Limiting Gram matrix H^inf of a two-layer ReLU network (Du, Zhai, Poczos & Singh 2018, Sec. 3):
+    """Limiting Gram matrix H^inf of a two-layer ReLU network (Du, Zhai, Poczos & Singh 2018):
     H^inf_ij = E_{w ~ N(0, I)}[x_i^T x_j 1{w^T x_i >= 0, w^T x_j >= 0}].
 
     X: (n, d) float64, rows of unit norm (up to rounding)
@@ -47,7 +47,7 @@ def gram_h_infinity(X):
 
 def gram_h(X, W):
     """Gram matrix H(W) of the network's output gradients at first-layer weights W
-    (Du et al. 2018, Sec. 3, output weights a_r in {-1, +1}).
+    (Du et al. 2018, output weights a_r in {-1, +1}).
 
     X: (n, d) float64; W: (m, d) float64, one row per hidden unit
     returns: (n, n) float64
@@ -58,7 +58,7 @@ def gram_h(X, W):
 
 def train_two_layer(X, y, W0, a, lr, steps):
     """Full-batch gradient descent on the first layer of f(x) = m^{-1/2} sum_r a_r relu(w_r^T x),
-    output weights a fixed, loss L(W) = 1/2 sum_i (f(x_i) - y_i)^2 (Du et al. 2018, Sec. 3).
+    output weights a fixed, loss L(W) = 1/2 sum_i (f(x_i) - y_i)^2 (Du et al. 2018).
 
     X: (n, d) float64; y: (n,) float64; W0: (m, d) float64; a: (m,) float64 in {-1, +1}
     lr: float; steps: int >= 0
@@ -80,8 +80,8 @@ def train_two_layer(X, y, W0, a, lr, steps):
 
 
 def movement_vs_width(X, y, widths, lr, steps, generator):
-    """How far the hidden units travel during training, as a power of the width (Du et al. 2018,
-    Sec. 4). For each width m, W0 has i.i.d. N(0, 1) entries and a has i.i.d. uniform signs, both
+    """How far the hidden units travel during training, as a power of the width (Du et al.
+    2018). For each width m, W0 has i.i.d. N(0, 1) entries and a has i.i.d. uniform signs, both
     drawn from ``generator``; the network is trained with ``train_two_layer(X, y, W0, a, lr, steps)``.
 
     X: (n, d) float64; y: (n,) float64; widths: list of int, increasing; lr: float; steps: int
@@ -104,7 +104,7 @@ def movement_vs_width(X, y, widths, lr, steps, generator):
 
 # ---------------------------------------------------------------- exercise 2: Ge et al. (2015)
 def tensor_objective(T, U):
-    """Objective of Ge, Huang, Jin & Yuan (2015, Sec. 5) for orthogonal tensor decomposition:
+    """Objective of Ge, Huang, Jin & Yuan (2015) for orthogonal tensor decomposition:
     sum over ordered pairs i != j of T(u_i, u_i, u_j, u_j).
 
     T: (d, d, d, d) float64, symmetric; U: (k, d) float64, row i is u_i
@@ -127,7 +127,7 @@ def tensor_objective_grad(T, U):
 
 
 def projected_noisy_gd(T, U0, lr, steps, noise):
-    """Projected noisy gradient descent (Ge et al. 2015, Sec. 5) on ``tensor_objective``:
+    """Projected noisy gradient descent (Ge et al. 2015) on ``tensor_objective``:
     a step along minus (gradient + noise[t]), then every row rescaled to unit norm.
 
     T: (d, d, d, d) float64, symmetric; U0: (k, d) float64 with unit rows; lr: float
@@ -146,7 +146,7 @@ def projected_noisy_gd(T, U0, lr, steps, noise):
 # ---------------------------------------------------------------- exercise 3: Ge, Lee & Ma (2016)
 def mc_objective_grad(X, mask, M_obs, lam, alpha):
     """Objective of positive semidefinite matrix completion with the incoherence regularizer of
-    Ge, Lee & Ma (2016, Sec. 2, without the 1/p normalisation):
+    Ge, Lee & Ma (2016, without the 1/p normalisation):
     f(X) = 1/2 sum_{(i,j) in Omega} (M_ij - (X X^T)_ij)^2 + lam sum_i (||X_i||_2 - alpha)_+^4,
     and its gradient.
 
@@ -179,7 +179,7 @@ def mc_gd(mask, M_obs, X0, lr, steps, lam, alpha):
 # ---------------------------------------------------------------- exercise 4: Ge, Lee & Ma (2017)
 def relu_hermite(k):
     """k-th coefficient of relu in the orthonormal Hermite basis h_k = He_k / sqrt(k!) of
-    L2(N(0, 1)), He_k the probabilists' Hermite polynomials (Ge, Lee & Ma 2017, Sec. 2):
+    L2(N(0, 1)), He_k the probabilists' Hermite polynomials (Ge, Lee & Ma 2017):
     E_{z ~ N(0,1)}[relu(z) h_k(z)]
 
     k: int, 0 <= k <= 60
@@ -210,7 +210,7 @@ def relu_kernel(rho):
 
 def population_loss(a, B, a_star, B_star):
     """Population square loss E_{x ~ N(0, I)} (a^T relu(B x) - a*^T relu(B* x))^2 of a one-hidden-layer
-    network against a teacher (Ge, Lee & Ma 2017, Sec. 2), rows of B and B* of unit norm.
+    network against a teacher (Ge, Lee & Ma 2017), rows of B and B* of unit norm.
 
     a: (m,) float64; B: (m, d) float64; a_star: (k,) float64; B_star: (k, d) float64
     returns: () float64
@@ -225,7 +225,7 @@ def population_loss(a, B, a_star, B_star):
 def markov_parameters(a, c, d, n):
     """First n impulse-response coefficients (D, CB, CAB, CA^2B, ...) of the SISO system
     h_{t+1} = A h_t + B x_t, y_t = C h_t + D x_t in controllable canonical form
-    (Hardt, Ma & Recht 2018, Sec. 2): A has ones on its superdiagonal and last row
+    (Hardt, Ma & Recht 2018): A has ones on its superdiagonal and last row
     (-a_l, ..., -a_1), B = e_l, C = c.
 
     a: (l,) float64, a[0] = a_1; c: (l,) float64; d: float; n: int >= 1
@@ -242,7 +242,7 @@ def markov_parameters(a, c, d, n):
 
 
 def h2_distance_sq(a_hat, c_hat, d_hat, a, c, d):
-    """Idealized risk of Hardt, Ma & Recht (2018, Sec. 3): the squared H2 distance between the
+    """Idealized risk of Hardt, Ma & Recht (2018): the squared H2 distance between the
     transfer functions of two systems in controllable canonical form (roots of
     z^l + a_1 z^{l-1} + ... + a_l inside the unit disc for both).
 
@@ -265,7 +265,7 @@ def h2_distance_sq(a_hat, c_hat, d_hat, a, c, d):
 
 def fit_lds_gd(a_true, c_true, d_true, lr, steps):
     """Gradient descent on the idealized risk (``h2_distance_sq`` against the true system) over the
-    canonical-form parameters (a, c, d), started at a = c = 0, d = 0 (Hardt, Ma & Recht 2018, Sec. 4,
+    canonical-form parameters (a, c, d), started at a = c = 0, d = 0 (Hardt, Ma & Recht 2018,
     without their projection step).
 
     a_true, c_true: (l,) float64; d_true: float; lr: float; steps: int >= 0
@@ -289,7 +289,7 @@ def fit_lds_gd(a_true, c_true, d_true, lr, steps):
 # ---------------------------------------------------------------- exercise 6: He, Wang & Tao (2019)
 def leaky_net(W, b, v, c, X, slope):
     """One-hidden-layer leaky-ReLU network f(x) = sum_j v_j sigma(w_j^T x + b_j) + c with
-    sigma(z) = max(z, slope * z) (He, Wang & Tao 2019, Sec. 3).
+    sigma(z) = max(z, slope * z) (He, Wang & Tao 2019).
 
     W: (h, d) float64; b: (h,) float64; v: (h,) float64; c: () float64; X: (n, d) float64
     slope: float in [0, 1)
@@ -302,7 +302,7 @@ def leaky_net(W, b, v, c, X, slope):
 def spurious_minimum(X, y, h, slope):
     """A local minimum of the square loss sum_i (f(x_i) - y_i)^2 of ``leaky_net`` with h hidden units
     at which every unit is in its linear (positive) regime on every data point and the network
-    equals the least-squares affine fit (He, Wang & Tao 2019, Sec. 3).
+    equals the least-squares affine fit (He, Wang & Tao 2019).
 
     X: (n, d) float64; y: (n,) float64; h: int >= 1; slope: float in [0, 1)
     returns: W (h, d), b (h,), v (h,), c () float64
