@@ -130,8 +130,46 @@ def grade_file(ps: ProblemSet, source_nb, path: Path | None, student_id: str,
 
 # --- gradebook --------------------------------------------------------------------------
 
-def sync_assignment(gb, ps: ProblemSet, source_nb) -> None:
-    """Make sure the gradebook knows the problem set, its notebook and graded cells."""
+class GradebookBusy(RuntimeError):
+    """The gradebook stayed locked or contended for too long."""
+
+
+def _retrying(gb, write, *args, attempts: int = 30):
+    """Run ``write(gb, *args)``; on a conflict with another grading process (a row it created
+    first, a lock it holds) roll back and try again. Several TAs may write one gradebook."""
+    import random
+
+    from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+    for attempt in range(attempts):
+        try:
+            return write(gb, *args)
+        except (IntegrityError, OperationalError, DBAPIError) as exc:
+            gb.db.rollback()
+            if attempt == attempts - 1:
+                raise GradebookBusy(f"the gradebook stayed busy ({type(exc.orig).__name__}): another grading "
+                                    "run holds it; try again when it has finished") from exc
+            time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
+
+
+def open_gradebook(url: str, attempts: int = 20):
+    """nbgrader's Gradebook at ``url``. Two runs that start together may both create its tables:
+    the loser of that race retries."""
+    import random
+
+    from nbgrader.api import Gradebook
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(attempts):
+        try:
+            return Gradebook(url)
+        except DBAPIError as exc:
+            if attempt == attempts - 1:
+                raise GradebookBusy(f"cannot open the gradebook ({type(exc.orig).__name__})") from exc
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+
+
+def _sync_assignment(gb, ps: ProblemSet, source_nb) -> None:
     gb.update_or_create_assignment(ps.id, duedate=ps.due)
     gb.update_or_create_notebook(ps.id, ps.id)
     for c in notebook.cells(source_nb):
@@ -141,7 +179,12 @@ def sync_assignment(gb, ps: ProblemSet, source_nb) -> None:
             gb.update_or_create_solution_cell(c.grade_id, ps.id, ps.id)
 
 
-def record(gb, g: Graded) -> None:
+def sync_assignment(gb, ps: ProblemSet, source_nb) -> None:
+    """Make sure the gradebook knows the problem set, its notebook and graded cells."""
+    _retrying(gb, _sync_assignment, ps, source_nb)
+
+
+def _record(gb, g: Graded) -> None:
     gb.update_or_create_student(g.student_id)
     kwargs = {"timestamp": g.timestamp} if g.timestamp else {}
     gb.update_or_create_submission(g.ps_id, g.student_id, **kwargs)
@@ -151,6 +194,11 @@ def record(gb, g: Graded) -> None:
     nb = gb.find_submission_notebook(g.ps_id, g.ps_id, g.student_id)
     nb.flagged = bool(g.flags or g.error)
     gb.db.commit()
+
+
+def record(gb, g: Graded) -> None:
+    """Write one student's grades (idempotent: a rerun updates the same rows)."""
+    _retrying(gb, _record, g)
 
 
 def gradebook_url(explicit: str | None = None) -> str:
@@ -217,7 +265,6 @@ def grade_batch(ps: ProblemSet, submissions: Path, out_dir: Path, *, jobs: int |
 
     Returns one ``Graded`` per student, sorted by student id. Never stops on a bad submission.
     """
-    from nbgrader.api import Gradebook
 
     jobs = max(1, jobs or os.cpu_count() or 1)
     limits = limits or sandbox.Limits(threads=max(1, (os.cpu_count() or 1) // jobs))
@@ -231,7 +278,7 @@ def grade_batch(ps: ProblemSet, submissions: Path, out_dir: Path, *, jobs: int |
     url = gradebook_url(db_url)
     results: dict[str, Graded] = {}
     bar = Progress(len(collected.submissions)) if progress else None
-    with Gradebook(url) as gb:
+    with open_gradebook(url) as gb:
         sync_assignment(gb, ps, source_nb)
 
         def work(sub: collect.Submission) -> tuple[Graded, bool]:
