@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from coursekit import grade, manifest, notebook, release
+from coursekit import manifest, notebook, release
 from coursekit.validate import instructor_submission, partial_submission
 
 pytestmark = pytest.mark.slow
