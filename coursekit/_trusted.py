@@ -71,33 +71,42 @@ class Remote:
     def request(self, msg: dict, extra: float | None = None):
         """Send ``msg`` and return the decoded reply dict; the call has until the cell's deadline
         (plus ``grace`` for the student's own timer to fire). Any failure kills the child."""
-        if not self.alive:
-            raise self.lost or ChildLost("crashed", "the student's process is gone")
         left = self.deadline - time.monotonic() if extra is None else extra
         msg["timeout"] = max(0.01, left)
         hard = time.monotonic() + max(0.01, left) + self.grace
+        self.send(msg, hard)
+        return self.receive(hard)
+
+    def send(self, msg: dict, hard: float) -> None:
+        if not self.alive:
+            raise self.lost or ChildLost("crashed", "the student's process is gone")
         frame = _dumps(msg) if msg["op"] == "call" else pickle.dumps(msg, protocol=5)  # may fail: child untouched
+        self._guarded(wire.write_frame, self.fd, frame, hard)
+
+    def receive(self, hard: float) -> dict:
+        reply = self._guarded(lambda: wire.decode(wire.read_frame(self.fd, hard), self._proxy))
+        if not _valid_reply(reply):
+            raise self._lose("crashed", "the cell corrupted the grader's channel")
+        return reply
+
+    def _guarded(self, io, *args):
+        """Channel I/O: any failure is the child's, and kills it (the channel is out of step)."""
+        timeout = f"TimeoutError: cell exceeded its time limit of {self.cell_timeout:g} s"
         try:
-            wire.write_frame(self.fd, frame, hard)
-            body = wire.read_frame(self.fd, hard)
-            reply = wire.decode(body, self._proxy)
+            return io(*args)
         except wire.ChannelTimeout:
-            raise self._lose("timeout", f"TimeoutError: cell exceeded its time limit of {self.cell_timeout:g} s") \
-                from None
+            raise self._lose("timeout", timeout) from None
         except TimeoutError:  # this side's own cell timer (TimeoutError is an OSError)
-            self._lose("timeout", f"TimeoutError: cell exceeded its time limit of {self.cell_timeout:g} s")
+            self._lose("timeout", timeout)
             raise
         except (wire.ChannelClosed, OSError):
             raise self._lose("crashed", "the grading process died while running this cell "
                                         "(os._exit, a killed kernel, or memory exhausted)") from None
         except wire.WireError:
             raise self._lose("crashed", "the cell corrupted the grader's channel") from None
-        except BaseException:  # e.g. this side's own cell timer: the channel is out of step now
-            self._lose("timeout", f"TimeoutError: cell exceeded its time limit of {self.cell_timeout:g} s")
+        except BaseException:
+            self._lose("timeout", timeout)
             raise
-        if not _valid_reply(reply):
-            raise self._lose("crashed", "the cell corrupted the grader's channel")
-        return reply
 
     cell_timeout = 60.0
 
@@ -429,8 +438,9 @@ def _merge_status(result: dict, status) -> None:
 
 def _run_setup(remote: Remote, shell, cell: dict, timeout: float, result: dict) -> None:
     """A read-only cell runs on both sides (the student's code sees the same setup); both at once."""
-    msg = {"op": "exec", "kind": "setup", "source": cell["source"], "index": cell["index"], "timeout": timeout}
-    wire.write_frame(remote.fd, pickle.dumps(msg), time.monotonic() + timeout)
+    hard = remote.deadline + remote.grace
+    remote.send({"op": "exec", "kind": "setup", "source": cell["source"], "index": cell["index"],
+                 "timeout": timeout}, hard)
     try:
         signal.setitimer(signal.ITIMER_REAL, timeout)
         exec(compile(shell.transform_cell(cell["source"]), f"<cell {cell['index']}>", "exec"), shell.user_ns)
@@ -438,17 +448,7 @@ def _run_setup(remote: Remote, shell, cell: dict, timeout: float, result: dict) 
         result.update(ok=False, error=_format_error(exc))
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-    hard = remote.deadline + remote.grace
-    try:
-        reply = wire.decode(wire.read_frame(remote.fd, hard), remote._proxy)
-    except wire.ChannelTimeout:
-        raise remote._lose("timeout", f"TimeoutError: cell exceeded its time limit of {timeout:g} s") from None
-    except (wire.ChannelClosed, OSError):
-        raise remote._lose("crashed", "the grading process died while running this cell") from None
-    except wire.WireError:
-        raise remote._lose("crashed", "the cell corrupted the grader's channel") from None
-    if not _valid_reply(reply):
-        raise remote._lose("crashed", "the cell corrupted the grader's channel")
+    reply = remote.receive(hard)
     if not reply["ok"] and result["ok"]:
         result.update(ok=False, error="in the submission's process: " + _format_error(_as_exception(reply["error"])))
 
