@@ -11,7 +11,7 @@ import torch
 
 # ---------------------------------------------------------------- ex1: Hornik et al. 1989
 def relu_interpolant(knots, values):
-    """One-hidden-layer ReLU network equal to piecewise-linear interpolation (Hornik et al. 1989).
+    """One-hidden-layer ReLU network equal to piecewise-linear interpolation (Leshno et al. 1993; Hornik et al. 1989).
 
     The network is f(x) = c + sum_j a_j * relu(w_j * x + b_j); it must equal
     ``numpy.interp(x, knots, values)`` for every real x (constant outside [knots[0], knots[-1]]).
@@ -27,6 +27,19 @@ def relu_interpolant(knots, values):
     b = -np.asarray(knots, dtype=np.float64)
     c = float(values[0])
     return w, b, a, c
+
+
+def interpolation_error_bound(knots, curvature):
+    """Bound on the sup-error of piecewise-linear interpolation of g with |g''| <= curvature on [knots[0], knots[-1]].
+
+    sup |g - p| <= curvature * max_j (t_{j+1} - t_j)^2 / 8, attained by quadratics (the classical interpolation
+    error formula e(x) = -g''(xi) (x - t_j)(t_{j+1} - x) / 2).
+
+    knots: (K,) float64, strictly increasing, K >= 2
+    curvature: float >= 0, a bound C on |g''|
+    returns: float
+    """
+    return float(curvature * np.max(np.diff(knots)) ** 2 / 8.0)
 
 
 # ---------------------------------------------------------------- ex2: Ruder 2016, Sec. 4

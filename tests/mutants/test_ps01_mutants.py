@@ -15,6 +15,7 @@ PS = "ps01"
 
 EXERCISE_CELLS = {
     "ex1_relu_interpolant": ["ex1_hat_function", "ex1_matches_interp_inside", "ex1_constant_outside"],
+    "ex1_error_bound_solution": ["ex1_error_bound"],
     "ex2_optimizers": ["ex2_momentum_matches_torch", "ex2_nesterov_matches_torch", "ex2_adagrad_matches_torch",
                        "ex2_rmsprop_matches_torch", "ex2_adam_matches_torch"],
     "ex3_backprop": ["ex3_forward_matches_torch", "ex3_loss_value", "ex3_output_layer_grads",
@@ -42,6 +43,11 @@ def relu_interpolant(knots, values):
         a.append(right - left)  # d/dx relu(t - x) = -1 left of t
         right = left
     return np.array(w), np.array(b), np.array(a), float(values[-1])
+''', "ex1_error_bound_solution": '''
+def interpolation_error_bound(knots, curvature):
+    # a Python loop over the intervals; (h / 2)^2 / 2 = h^2 / 8
+    h = max(b - a for a, b in zip(knots[:-1], knots[1:]))
+    return 0.5 * curvature * (h / 2) ** 2
 '''},
     # in-place torch arithmetic on clones, torch.optim's own formulation of each update
     "ok_ex2_inplace_torch_ops": {"ex2_optimizers": '''
@@ -185,6 +191,11 @@ BUGS = {
                                    ["ex6_attention_matches_torch", "ex6_attention_mask"]),
     "bug_ex7_shuffle_ij_transposed": ("ex7_superresolution", [("permute(0, 1, 4, 2, 5, 3)", "permute(0, 1, 4, 3, 5, 2)")],
                                       ["ex7_pixel_shuffle_matches_torch"]),
+    # the constant of the bound off by a factor 2 (h^2 / 4)
+    "bug_ex1_bound_constant_quarter": ("ex1_error_bound_solution", [("/ 8.0", "/ 4.0")], ["ex1_error_bound"]),
+    # the mean knot spacing instead of the largest one
+    "bug_ex1_bound_mean_spacing": ("ex1_error_bound_solution", [("np.max(np.diff(knots))", "np.mean(np.diff(knots))")],
+                                   ["ex1_error_bound"]),
     "bug_ex3_numgrad_off_by_one": ("ex3_backprop", [("for i in range(x.numel()):", "for i in range(x.numel() - 1):")],
                                    ["ex3_numerical_gradient_centred"]),
 }

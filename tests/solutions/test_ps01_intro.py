@@ -242,3 +242,16 @@ def test_psnr_closed_form():
     # MSE of image n is delta_n^2, so PSNR = -20 log10(delta_n) for max 1 and 20 log10(255 / delta_n) for max 255
     assert_close(ps.psnr(x, y), -20 * np.log10(delta.numpy()), name="psnr")
     assert_close(ps.psnr(255 * x, 255 * y, 255.0), -20 * np.log10(delta.numpy()), name="psnr, max 255")
+
+
+def test_interpolation_error_bound_is_attained_by_quadratics_and_holds_for_smooth_functions():
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        t = np.sort(rng.uniform(-3, 3, 7))
+        x = np.union1d(np.linspace(t[0], t[-1], 40001), (t[:-1] + t[1:]) / 2)
+        a2 = rng.normal()
+        g = lambda z: a2 * z**2 + 0.7 * z  # noqa: E731
+        brute = np.abs(g(x) - np.interp(x, t, g(t))).max()
+        assert_close(ps.interpolation_error_bound(t, 2 * abs(a2)), brute, rtol=1e-9, name="bound vs brute force")
+        h = lambda z: np.cos(2 * z)  # noqa: E731  |h''| <= 4
+        assert np.abs(h(x) - np.interp(x, t, h(t))).max() <= ps.interpolation_error_bound(t, 4.0)
