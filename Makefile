@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(CK) demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile tests
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup tests
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests
