@@ -357,6 +357,10 @@ BUGS = {
     # off by one: row t holds w(t + 1), the last row stays zero
     "bug_ex1_traj_off_by_one": ("ex1_gd_logistic", [("traj[t + 1] = w", "traj[t] = w")],
                                 ["ex1_gd_matches_torch", "ex1_angle_decays", "ex1_log_norm_growth"]),
+    # sigmoid(-u) as exp(-u) / (1 + exp(-u)): inf / inf = nan once a margin is below -709
+    "bug_ex1_sigmoid_overflows": ("ex1_gd_logistic", [("s = 0.5 * (1.0 - np.tanh(0.5 * (Z @ w)))",
+                                                      "s = np.exp(-(Z @ w)) / (1.0 + np.exp(-(Z @ w)))")],
+                                  ["ex1_gd_matches_torch"]),
     # w_hat normalised to a unit vector (the docstring asks for smallest margin 1)
     "bug_ex1_svm_unit_norm": ("ex1_gd_logistic", [("return np.asarray(w.value, dtype=np.float64)",
                                                    "return np.asarray(w.value / np.linalg.norm(w.value), dtype=np.float64)")],
