@@ -220,3 +220,21 @@ def test_plausible_bug_loses_points(name, grade_variant, solution_source):
     kept = {c: g.scores[c] for c in must_fail if g.scores[c] != 0}
     assert not kept, f"{name}: not caught by {kept}"
     assert g.total < 100, f"{name}: total {g.total}"
+
+
+AUTOGRAD_BACKPROP = '''
+def mlp_loss_and_grads(X, Y, W1, b1, W2, b2):
+    # right values, but by torch.autograd: the exercise asks for back-propagation by hand
+    params = [p.clone().requires_grad_() for p in (W1, b1, W2, b2)]
+    loss = 0.5 * ((torch.tanh(X @ params[0] + params[1]) @ params[2] + params[3] - Y) ** 2).sum() / X.shape[0]
+    loss.backward()
+    return loss.detach(), *(p.grad for p in params)
+'''
+
+
+def test_gradients_by_autograd_lose_the_by_hand_cells(grade_variant, solution_source):
+    """forbid() reaches the student's process: a backprop done by autograd loses the gradient cells."""
+    g = grade_variant(PS, {"ex3_backprop": swap_functions(solution_source(PS, "ex3_backprop"), AUTOGRAD_BACKPROP)})
+    assert g.scores["ex3_output_layer_grads"] == 0 and g.scores["ex3_hidden_layer_grads"] == 0, g.messages
+    assert g.scores["ex3_loss_value"] == g.max_scores["ex3_loss_value"]
+
