@@ -139,15 +139,16 @@ def _retrying(gb, write, *args, attempts: int = 30):
     first, a lock it holds) roll back and try again. Several TAs may write one gradebook."""
     import random
 
-    from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+    from nbgrader.api import InvalidEntry, MissingEntry
+    from sqlalchemy.exc import DBAPIError
 
     for attempt in range(attempts):
         try:
             return write(gb, *args)
-        except (IntegrityError, OperationalError, DBAPIError) as exc:
+        except (DBAPIError, InvalidEntry, MissingEntry) as exc:  # nbgrader wraps IntegrityError in InvalidEntry
             gb.db.rollback()
             if attempt == attempts - 1:
-                raise GradebookBusy(f"the gradebook stayed busy ({type(exc.orig).__name__}): another grading "
+                raise GradebookBusy(f"the gradebook stayed busy ({type(exc).__name__}): another grading "
                                     "run holds it; try again when it has finished") from exc
             time.sleep(min(2.0, 0.02 * 2**attempt) * (0.5 + random.random()))
 
