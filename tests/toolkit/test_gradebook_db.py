@@ -186,7 +186,7 @@ def test_concurrent_runs_on_postgres_lose_and_duplicate_nothing(postgres, two_se
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.suffix in (".csv", ".html", ".json"):
             assert PASSWORD not in path.read_text(errors="replace"), path
-    print(f"postgres: {len(got)} grade rows for 2 x 9 submissions (12 graded twice by overlapping TAs), "
+    print(f"postgres: {len(got)} grade rows for 2 x 9 submissions (3 graded by two TAs at once), "
           f"0 duplicates, 0 mismatches with serial grading; 3 concurrent runs {seconds:.1f} s, "
           f"serial (2 runs, SQLite) {serial_seconds:.1f} s")
 
