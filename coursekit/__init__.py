@@ -1,8 +1,9 @@
 """coursekit: the course pipeline, one module per stage.
 
 manifest -> notebook (parse nbgrader markup) -> release (nbgrader) -> autograder (otter)
--> sandbox/engine (run a submission safely) -> grade (batch, gradebook, CSV) -> feedback
--> validate (both grading paths agree) -> bench.
+-> assemble (submission -> cells) -> sandbox (_child runs student code, _trusted runs the
+tests, wire is what crosses) -> grade (batch, gradebook, CSV) -> feedback -> validate (the
+grading paths agree) -> bench.
 """
 
 import os as _os

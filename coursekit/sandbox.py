@@ -1,10 +1,12 @@
-"""Run a list of cells for one submission in a limited child process (parent side).
+"""Grade one submission's cells: the grader's side of the two grading processes.
 
-Children are forked from a `multiprocessing` fork server that has already imported
-numpy, torch, matplotlib and IPython, so a submission costs no interpreter start-up or
-`import torch`. Each cell gets a soft timer in the child and a hard wall-clock kill here;
-a child that dies (timeout, `os._exit`, killed kernel, memory) is replaced and the
-remaining cells still run, so one runaway exercise costs only its own points.
+For each submission two processes are forked from a `multiprocessing` fork server that has
+already imported numpy, torch, matplotlib and IPython (and was started with a minimal
+environment): the untrusted child (`_child`, the student's code) and the trusted process
+(`_trusted`, every test cell and verdict), joined by a socket pair. This side talks only to the
+trusted process; the trusted process owns the child's deadlines and kills it when a call runs
+away. A pair that loses its child is replaced, the earlier cells are replayed, and the remaining
+cells still run, so one runaway exercise costs only its own points.
 """
 
 from __future__ import annotations
