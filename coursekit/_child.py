@@ -298,6 +298,16 @@ def minimal_environment(extra: dict | None = None) -> dict:
     return env
 
 
+def redirect_output(path: str, mode: int) -> None:
+    """Send this process's stdout and stderr (Python's and the C library's) to ``path``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+
+
 def _prctl(option: int, arg: int) -> None:
     import ctypes
 
@@ -451,13 +461,7 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
     os.setsid()
     fd = conn.fileno()
     workdir = req["workdir"]
-    out_path = os.path.join(workdir, ".output.log")
-    out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(out_fd, 1)
-    os.dup2(out_fd, 2)
-    os.close(out_fd)
-    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
-    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    redirect_output(os.path.join(workdir, ".output.log"), 0o644)
     env = minimal_environment({"HOME": workdir, "TMPDIR": workdir, "MPLCONFIGDIR": workdir, "MPLBACKEND": "Agg",
                                "PYTHONHASHSEED": "0", "TORCHINDUCTOR_CACHE_DIR": os.path.join(workdir, ".ti")})
     os.environ.clear()

@@ -309,18 +309,13 @@ def _tail(path: str, start: int, limit: int) -> tuple[str, int]:
 
 def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 -- the cell loop
     """Entry point of the trusted process: run the cells the grader sends, one result each."""
-    from ._child import PR_SET_DUMPABLE, _prctl, die_with_parent
+    from ._child import PR_SET_DUMPABLE, _prctl, die_with_parent, redirect_output
 
     die_with_parent()
     _prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/<pid>/mem for other processes of this user
     private = req["private_dir"]
     log_path = os.path.join(private, "trusted.log")
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.close(log_fd)
-    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
-    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+    redirect_output(log_path, 0o600)
     os.environ.update({"MPLBACKEND": "Agg", "HOME": private, "MPLCONFIGDIR": private})
     os.chdir(private)
     import matplotlib
