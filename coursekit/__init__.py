@@ -1,9 +1,12 @@
 """coursekit: the course pipeline, one module per stage.
 
-manifest -> notebook (parse nbgrader markup) -> release (nbgrader) -> autograder (otter)
--> assemble (submission -> cells) -> sandbox (_child runs student code, _trusted runs the
-tests, wire is what crosses) -> grade (batch, gradebook, CSV) -> feedback -> validate (the
-grading paths agree) -> bench.
+manifest (course.toml, where files live) -> notebook (parse nbgrader markup) -> assignment
+(a problem set with its parsed notebook; a batch's output folder) and settings (limits, jobs,
+gradebook, output folder) -> release (nbgrader) -> autograder (otter zip, otter_plugin)
+-> collect (folder or LMS zip -> submissions) -> assemble (submission -> cells) -> sandbox
+(_child runs student code, _trusted runs the tests, wire is what crosses) -> scoring -> batch
+(parallel grading, saved results) -> gradebook (nbgrader's database) -> reports (CSV, table)
+and feedback -> backends (coursekit, nbgrader, otter) -> validate (the paths agree) -> bench.
 """
 
 import os as _os

@@ -74,19 +74,24 @@ class Remote:
         left = self.deadline - time.monotonic() if extra is None else extra
         msg["timeout"] = max(0.01, left)
         hard = time.monotonic() + max(0.01, left) + self.grace
-        self.send(msg, hard)
-        return self.receive(hard)
+        t0 = time.perf_counter()
+        try:
+            self.send(msg, hard)
+            return self.receive(hard)
+        finally:
+            if msg["op"] in ("call", "exec"):  # time in the submission's own code (for `make bench`)
+                self.student_seconds += time.perf_counter() - t0
 
     def send(self, msg: dict, hard: float) -> None:
         if not self.alive:
-            raise self.lost or ChildLost("crashed", "the student's process is gone")
+            raise self.lost or ChildLost("died", "the student's process is gone")
         frame = _dumps(msg) if msg["op"] == "call" else pickle.dumps(msg, protocol=5)  # may fail: child untouched
         self._guarded(wire.write_frame, self.fd, frame, hard)
 
     def receive(self, hard: float) -> dict:
         reply = self._guarded(lambda: wire.decode(wire.read_frame(self.fd, hard), self._proxy))
         if not _valid_reply(reply):
-            raise self._lose("crashed", "the cell corrupted the grader's channel")
+            raise self._lose("died", "the cell corrupted the grader's channel")
         return reply
 
     def _guarded(self, io, *args):
@@ -100,15 +105,16 @@ class Remote:
             self._lose("timeout", timeout)
             raise
         except (wire.ChannelClosed, OSError):
-            raise self._lose("crashed", "the grading process died while running this cell "
+            raise self._lose("died", "the grading process died while running this cell "
                                         "(os._exit, a killed kernel, or memory exhausted)") from None
         except wire.WireError:
-            raise self._lose("crashed", "the cell corrupted the grader's channel") from None
+            raise self._lose("died", "the cell corrupted the grader's channel") from None
         except BaseException:
             self._lose("timeout", timeout)
             raise
 
     cell_timeout = 60.0
+    student_seconds = 0.0
 
     def _proxy(self, handle: wire.Handle) -> Proxy:
         return Proxy(self, handle)
@@ -291,22 +297,6 @@ def _format_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
-def _tail(path: str, start: int, limit: int) -> tuple[str, int]:
-    """The last ``limit`` bytes written to ``path`` since ``start`` (the student's file: plain text)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return "", start
-    try:
-        end = os.lseek(fd, 0, os.SEEK_END)
-        n = max(0, min(end - start, limit))
-        os.lseek(fd, end - n, os.SEEK_SET)
-        text = os.read(fd, n).decode("utf-8", "replace")
-    finally:
-        os.close(fd)
-    return ("... [output truncated]\n" if end - start > limit else "") + text, end
-
-
 def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 -- the cell loop
     """Entry point of the trusted process: run the cells the grader sends, one result each."""
     from ._child import PR_SET_DUMPABLE, _prctl, die_with_parent, redirect_output
@@ -347,16 +337,15 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
 
     signal.signal(signal.SIGALRM, on_alarm)
     test_vars: dict = {}
-    out_path, out_pos, log_pos = os.path.join(req["workdir"], ".output.log"), 0, 0
-    tail_limit = int(req["output_tail_bytes"])
     while ok:
         cell = conn.recv()
         if cell is None:
             break
         kind, source, timeout = cell["kind"], cell["source"], float(cell["timeout"])
         remote.deadline = time.monotonic() + timeout
-        result = {"index": cell["index"], "ok": True, "error": None, "status": "ok", "violations": [],
-                  "tampered": [], "maxrss_kb": 0}
+        result = {"index": cell["index"], "ok": True, "error": None, "status": "passed", "violations": [],
+                  "tampered": [], "maxrss_kb": 0, "suspicious": None}
+        remote.student_seconds = 0.0
         t0 = time.perf_counter()
         try:
             if kind in ("solution", "code"):
@@ -371,21 +360,21 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
             result.update(ok=False, error=str(exc), status=exc.status)
         except BaseException as exc:  # noqa: BLE001 -- any failure of a cell is a result
             result.update(ok=False, error=_format_error(exc))
+            if isinstance(exc, checks.SuspiciousValue):
+                result["suspicious"] = str(exc)[:300]
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        if not result["ok"] and result["status"] == "ok":
-            result["status"] = "timeout" if str(result["error"]).startswith("TimeoutError: cell exceeded") else "error"
+        if not result["ok"] and result["status"] == "passed":  # this side's clock decides what a timeout is
+            result["status"] = "timeout" if time.monotonic() >= remote.deadline - 0.05 else "failed"
         result["seconds"] = time.perf_counter() - t0
+        result["student_seconds"] = remote.student_seconds
         if remote.alive and kind != "test":  # a test cell asked for it already
             try:
                 reply = remote.request({"op": "status", "test": False}, extra=10.0)
                 _merge_status(result, reply.get("value") if reply["ok"] else None)
             except ChildLost as exc:
                 result.update(ok=False, error=str(exc), status=exc.status)
-        student_out, out_pos = _tail(out_path, out_pos, tail_limit)
         sys.stdout.flush()
-        test_out, log_pos = _tail(log_path, log_pos, tail_limit)
-        result["output"] = (student_out + test_out)[: tail_limit * 2]
         result["alive"] = remote.alive
         conn.send(result)
         if not remote.alive:

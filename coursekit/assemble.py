@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 
 from . import notebook
+from .assignment import Assignment
 
 MAX_BYTES = 20 * 2**20  # a notebook of this course is well under 1 MB without outputs
 
@@ -74,9 +75,9 @@ def _defined_names(source: str) -> set[str]:
     return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
 
 
-def assemble(source_nb, student_nb) -> Assembled:
-    """Build the grading plan for ``student_nb`` against the instructor notebook ``source_nb``."""
-    plan_cells = notebook.grading_plan(source_nb)
+def assemble(a: Assignment, student_nb) -> Assembled:
+    """Build the grading plan for ``student_nb`` against the instructor notebook of ``a``."""
+    plan_cells = a.plan
     notes: list[str] = []
     instructor_kind = {c.grade_id: c.kind for c in plan_cells if c.grade_id}
     solution_names = {c.grade_id: _defined_names(c.source) for c in plan_cells if c.kind == "solution"}

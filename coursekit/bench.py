@@ -2,11 +2,15 @@
 
 Per written problem set: wall time and peak memory of the instructor notebook (solutions and
 hidden tests, top to bottom, in a fresh Python process), of the released stub, and of grading
-one submission with this project's grader (with its overhead beyond the notebook's own compute).
-For one problem set, a generated batch (correct, partial, stub): plain serial `nbgrader
-autograde` against this project's grader with 1 and N workers, in the same run; the speedup
-is a ratio of medians. Every figure is the median of ``repeats`` runs: the machine is shared.
-Uses only time.perf_counter and resource.getrusage.
+one submission with this project's grader, split into the submission's own code, the rest of
+the cells (setup, and the tests' own reference computations) and the grader's overhead.
+
+Batches of generated submissions (correct, partial, stub) of the cheapest and the heaviest
+problem set: plain serial `nbgrader autograde` against this project's grader with 1 and N
+workers, in the same run, with the parallel efficiency (1-worker time / (N x N-worker time))
+and the floor (the cells' own run time, measured with 1 worker, divided by N). Every figure is
+a median of ``repeats`` runs: the machine is shared. Uses only time.perf_counter and
+resource.getrusage.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ from pathlib import Path
 
 import nbformat
 
-from . import grade, notebook, sandbox
-from .manifest import ROOT, select
-from .nbg import ScratchCourse
+from . import backends, batch, notebook, sandbox
+from .assignment import Assignment
+from .manifest import CHECKS_SOURCE, HELPER_NAME, Layout, select
+from .settings import Settings
 from .validate import instructor_submission, partial_submission
 
-BENCH = ROOT / "bench"
 BUDGET_INSTRUCTOR, BUDGET_STUB = 60.0, 10.0
 
 _RUNNER = r"""
@@ -36,7 +40,7 @@ import json, os, resource, shutil, sys, tempfile, time
 t0 = time.perf_counter()
 cells = json.load(open(sys.argv[1]))
 work = tempfile.mkdtemp()
-shutil.copyfile(sys.argv[2], os.path.join(work, "dlt_checks.py"))
+shutil.copyfile(sys.argv[2], os.path.join(work, sys.argv[3]))
 os.chdir(work); sys.path.insert(0, work)
 os.environ["MPLBACKEND"] = "Agg"
 ns = {"__name__": "__main__"}
@@ -60,7 +64,7 @@ def run_notebook(cells: list[notebook.Cell]) -> dict:
         json.dump([tm.transform_cell(c.source) for c in cells], f)
     try:
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", _RUNNER, f.name, str(sandbox.CHECKS_SOURCE)],
+        out = subprocess.run([sys.executable, "-c", _RUNNER, f.name, str(CHECKS_SOURCE), HELPER_NAME],
                              capture_output=True, text=True, timeout=900)
         wall = time.perf_counter() - t0
         data = json.loads(out.stdout.strip().splitlines()[-1])
@@ -81,39 +85,42 @@ def warm_up() -> float:
     return time.perf_counter() - t0
 
 
-def per_problem_set(ps, repeats: int) -> dict:
-    source = notebook.read(ps.source_notebook)
-    inst = [run_notebook(notebook.grading_plan(source)) for _ in range(repeats)]
-    stub = [run_notebook(notebook.stub_plan(source)) for _ in range(repeats)]
+def per_problem_set(a: Assignment, repeats: int, settings: Settings) -> dict:
+    inst = [run_notebook(a.plan) for _ in range(repeats)]
+    stub = [run_notebook(a.stub_plan) for _ in range(repeats)]
     with tempfile.TemporaryDirectory() as tmp:
-        sub = Path(tmp) / f"{ps.id}.ipynb"
-        nbformat.write(instructor_submission(ps), str(sub))
-        grades, overheads, rss = [], [], []
+        sub = Path(tmp) / f"{a.id}.ipynb"
+        nbformat.write(instructor_submission(a), str(sub))
+        walls, overheads, student, rest, rss = [], [], [], [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            g, results = grade.grade_file(ps, source, sub, "bench")
+            g, results = batch.grade_file(a, sub, "bench", settings.limits)
             wall = time.perf_counter() - t0
-            grades.append(wall)
-            overheads.append(wall - sum(r.seconds for r in results))
+            walls.append(wall)
+            overheads.append(wall - g.cell_seconds)
+            student.append(g.student_seconds)
+            rest.append(g.cell_seconds - g.student_seconds)
             rss.append(max((r.maxrss_kb for r in results), default=0) / 1024)
     return {
-        "ps": ps.id,
+        "ps": a.id,
         "instructor_s": _median([r["wall"] for r in inst]),
         "instructor_mb": _median([r["maxrss_mb"] for r in inst]),
         "instructor_failed_cells": max(r["failed"] for r in inst),
         "stub_s": _median([r["wall"] for r in stub]),
         "stub_mb": _median([r["maxrss_mb"] for r in stub]),
-        "grade_one_s": _median(grades),
+        "grade_one_s": _median(walls),
         "grade_one_mb": _median(rss),
+        "student_code_s": _median(student),
+        "setup_and_tests_s": _median(rest),
         "overhead_s": _median(overheads),
     }
 
 
-def make_batch(ps, folder: Path, n: int) -> dict[str, str]:
+def make_batch(a: Assignment, folder: Path, n: int) -> dict[str, str]:
     """n generated submissions: a third correct, a third partial, the rest stubs."""
-    stub = notebook.read(ps.release_notebook)
-    good = instructor_submission(ps, stub)
-    partial = partial_submission(ps, stub)
+    stub = a.release_nb()
+    good = instructor_submission(a, stub)
+    partial = partial_submission(a, stub)
     kinds = {}
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
@@ -124,82 +131,104 @@ def make_batch(ps, folder: Path, n: int) -> dict[str, str]:
     return kinds
 
 
-def batch(ps, n: int, jobs: int, repeats: int, log=print) -> dict:
-    times = {"nbgrader serial": [], "coursekit 1 worker": [], f"coursekit {jobs} workers": []}
+def batch_run(a: Assignment, n: int, jobs: int, repeats: int, settings: Settings, log=print) -> dict:
+    serial, one, many = "nbgrader serial", "coursekit 1 worker", f"coursekit {jobs} workers"
+    times = {serial: [], one: [], many: []}
+    cells_1 = []  # the cells' own run time of the whole batch, graded by 1 worker
     scores = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        make_batch(ps, tmp / "subs", n)
+        make_batch(a, tmp / "subs", n)
         subs = sorted((tmp / "subs").glob("*.ipynb"))
         for rep in range(repeats):
-            course = ScratchCourse(ps, tmp / f"nbg{rep}")
-            course.generate()
-            for s in subs:
-                course.submit(s.stem, s)
-            t0 = time.perf_counter()
-            nbg_scores = {s.stem: course.autograde(s.stem) for s in subs}
-            times["nbgrader serial"].append(time.perf_counter() - t0)
-            course.close()
-            for label, j in (("coursekit 1 worker", 1), (f"coursekit {jobs} workers", jobs)):
-                out = tmp / f"out{rep}-{j}"
+            with backends.Nbgrader(a, tmp / f"nbg{rep}") as nbg:
+                for s in subs:
+                    nbg.submit(s, s.stem)
                 t0 = time.perf_counter()
-                graded = grade.grade_batch(ps, tmp / "subs", out, jobs=j, db_url=f"sqlite:///{out}/gb.db",
-                                           progress=False, use_cache=False)
+                nbg_scores = {s.stem: nbg.autograde(s.stem) for s in subs}
+                times[serial].append(time.perf_counter() - t0)
+            for label, j in ((one, 1), (many, jobs)):
+                out = tmp / f"out{rep}-{j}"
+                run = settings.replace(jobs=j, out=out, db=None)
+                t0 = time.perf_counter()
+                graded = batch.grade_batch(a, tmp / "subs", run, progress=False, use_cache=False)
                 times[label].append(time.perf_counter() - t0)
                 scores[label] = {g.student_id: g.scores for g in graded}
-            log(f"  batch repeat {rep + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()))
+                if j == 1:
+                    cells_1.append(sum(g.cell_seconds for g in graded))
+            log(f"  {a.id} batch repeat {rep + 1}/{repeats}: "
+                + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()))
         same = all(scores[k] == nbg_scores for k in scores)
     med = {k: _median(v) for k, v in times.items()}
-    return {"n": n, "jobs": jobs, "median_s": med, "runs": times, "same_scores": same,
-            "speedup": med["nbgrader serial"] / med[f"coursekit {jobs} workers"],
-            "speedup_1": med["nbgrader serial"] / med["coursekit 1 worker"]}
+    floor = _median(cells_1) / jobs
+    return {"ps": a.id, "n": n, "jobs": jobs, "median_s": med, "runs": times, "same_scores": same,
+            "speedup": med[serial] / med[many], "speedup_1": med[serial] / med[one],
+            "efficiency": med[one] / (jobs * med[many]), "floor_s": floor, "vs_floor": med[many] / floor}
 
 
-def main(spec: str | None = None, repeats: int = 3, batch_size: int = 20, jobs: int | None = None,
-         batch_ps: str | None = None, log=print) -> int:
-    jobs = jobs or os.cpu_count() or 1
+def main(spec: str | None = None, repeats: int = 3, batch_size: int = 20, settings: Settings | None = None,
+         batch_sets: str | None = None, layout: Layout = Layout(), log=print) -> int:
+    settings = settings or Settings()
+    jobs = settings.workers
     sets = select(spec)
-    BENCH.mkdir(exist_ok=True)
+    layout.bench.mkdir(exist_ok=True)
     startup = warm_up()
     log(f"grader fork server started in {startup:.1f}s (once per batch)")
     rows = []
     for ps in sets:
         log(f"{ps.id}: notebook and single-submission timings ({repeats} repeats) ...")
-        rows.append(per_problem_set(ps, repeats))
+        rows.append(per_problem_set(Assignment.of(ps), repeats, settings))
         log("  " + json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in rows[-1].items()}))
-    cheapest = min(rows, key=lambda r: r["grade_one_s"])["ps"] if not batch_ps else batch_ps
-    (bps,) = select(cheapest)
-    log(f"batch of {batch_size} {bps.id} submissions ({repeats} repeats) ...")
-    b = batch(bps, batch_size, jobs, repeats, log)
+    by_cost = sorted(rows, key=lambda r: r["grade_one_s"])
+    chosen = batch_sets.replace(",", " ").split() if batch_sets else \
+        list(dict.fromkeys([by_cost[0]["ps"], by_cost[-1]["ps"]]))
+    role = {by_cost[0]["ps"]: "cheapest", by_cost[-1]["ps"]: "heaviest"}
+    batches = []
+    for ps_id in chosen:
+        (bps,) = select(ps_id)
+        log(f"batch of {batch_size} {bps.id} submissions ({repeats} repeats) ...")
+        batches.append(batch_run(Assignment.of(bps), batch_size, jobs, repeats, settings, log))
 
-    with (BENCH / "bench.csv").open("w", newline="") as f:
+    with (layout.bench / "bench.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(list(rows[0]))
         for r in rows:
             w.writerow([f"{v:.2f}" if isinstance(v, float) else v for v in r.values()])
         w.writerow([])
-        w.writerow(["batch_ps", "n", "jobs", *[f"{k} (s)" for k in b["median_s"]], "speedup_N", "speedup_1",
-                    "same_scores"])
-        w.writerow([bps.id, b["n"], b["jobs"], *[f"{v:.1f}" for v in b["median_s"].values()],
-                    f"{b['speedup']:.2f}", f"{b['speedup_1']:.2f}", b["same_scores"]])
+        w.writerow(["batch_ps", "n", "jobs", *[f"{k} (s)" for k in batches[0]["median_s"]], "speedup_N",
+                    "speedup_1", "efficiency", "floor_s", "measured_over_floor", "same_scores"])
+        for b in batches:
+            w.writerow([b["ps"], b["n"], b["jobs"], *[f"{v:.1f}" for v in b["median_s"].values()],
+                        f"{b['speedup']:.2f}", f"{b['speedup_1']:.2f}", f"{b['efficiency']:.2f}",
+                        f"{b['floor_s']:.1f}", f"{b['vs_floor']:.2f}", b["same_scores"]])
     md = [f"# Benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, median of {repeats})", "",
-          "| problem set | instructor notebook s | MB | stub s | MB | grade one s | MB | grader overhead s | budgets |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          "| problem set | instructor notebook s | MB | stub s | MB | grade one s | MB | student code s | "
+          "setup + tests s | grader overhead s | budgets |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ok = r["instructor_s"] < BUDGET_INSTRUCTOR and r["stub_s"] < BUDGET_STUB and r["overhead_s"] <= 2.0
         md.append(f"| {r['ps']} | {r['instructor_s']:.1f} | {r['instructor_mb']:.0f} | {r['stub_s']:.1f} | "
-                  f"{r['stub_mb']:.0f} | {r['grade_one_s']:.1f} | {r['grade_one_mb']:.0f} | {r['overhead_s']:.2f} | "
+                  f"{r['stub_mb']:.0f} | {r['grade_one_s']:.1f} | {r['grade_one_mb']:.0f} | "
+                  f"{r['student_code_s']:.2f} | {r['setup_and_tests_s']:.2f} | {r['overhead_s']:.2f} | "
                   f"{'within' if ok else 'OVER'} |")
     md += ["", f"Budgets: instructor notebook < {BUDGET_INSTRUCTOR:g} s, stub < {BUDGET_STUB:g} s, "
-           "grader overhead per submission <= 2 s (grading wall time minus the cells' own run time).",
+           "grader overhead per submission <= 2 s (grading wall time minus the cells' own run time). "
+           "Grading one correct submission splits into the submission's own code (its cells and every call "
+           "the tests make into its functions), the rest of the cells' run time (setup cells and the tests' "
+           "own reference computations) and the grader's overhead.",
            f"Starting the grader's fork server (imports numpy, torch, matplotlib, IPython once per batch): "
-           f"{startup:.1f} s.", "",
-           f"## Batch: {b['n']} {bps.id} submissions (correct, partial, stub)", "",
-           "| grader | median s | runs |", "|---|---|---|"]
-    for k, v in b["median_s"].items():
-        md.append(f"| {k} | {v:.1f} | {', '.join(f'{x:.1f}' for x in b['runs'][k])} |")
-    md += ["", f"Speedup over serial nbgrader: **{b['speedup']:.2f}x** with {b['jobs']} workers, "
-           f"{b['speedup_1']:.2f}x with 1 worker. Same per-cell scores as nbgrader: {b['same_scores']}."]
-    (BENCH / "bench.md").write_text("\n".join(md) + "\n")
+           f"{startup:.1f} s."]
+    for b in batches:
+        many = f"coursekit {b['jobs']} workers"
+        md += ["", f"## Batch: {b['n']} {b['ps']} submissions ({role.get(b['ps'], 'chosen')}; correct, partial, stub)",
+               "", "| grader | median s | runs |", "|---|---|---|"]
+        for k, v in b["median_s"].items():
+            md.append(f"| {k} | {v:.1f} | {', '.join(f'{x:.1f}' for x in b['runs'][k])} |")
+        md += ["", f"Speedup over serial nbgrader: **{b['speedup']:.2f}x** with {b['jobs']} workers, "
+               f"{b['speedup_1']:.2f}x with 1 worker. Parallel efficiency: **{b['efficiency']:.0%}** "
+               f"(1-worker time / ({b['jobs']} x {many} time)). Floor (the cells' own run time with 1 worker "
+               f"/ {b['jobs']}): {b['floor_s']:.1f} s; measured / floor: **{b['vs_floor']:.2f}**. "
+               f"Same per-cell scores as nbgrader: {b['same_scores']}."]
+    (layout.bench / "bench.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from . import manifest
+from .collect import ZIP_COLLECT_REGEXP
+from .settings import Settings, SettingsError
 
 
 def _sets(spec: str | None):
@@ -46,7 +48,7 @@ def cmd_release(args) -> int:
     for ps in _sets(args.ps):
         t0 = time.perf_counter()
         dest = release.build(ps)
-        print(f"{ps.id}: released to {dest.relative_to(manifest.ROOT)} ({time.perf_counter() - t0:.1f}s)")
+        print(f"{ps.id}: released to {dest} ({time.perf_counter() - t0:.1f}s)")
     return 0
 
 
@@ -64,10 +66,13 @@ def cmd_check_release(args) -> int:
 
 def cmd_autograder(args) -> int:
     from . import autograder
+    from .assignment import Assignment
 
+    limits = _settings(args).limits
     for ps in _sets(args.ps):
-        z = autograder.build(ps, _limits(args))
-        print(f"{ps.id}: {len(list((z.parent / 'tests').glob('*.py')))} otter tests, {z.relative_to(manifest.ROOT)}")
+        z = autograder.build(Assignment.of(ps), limits)
+        print(f"{ps.id}: {len(list((z.parent / 'tests').glob('*.py')))} otter tests, {z} "
+              f"(cell timeout {limits.cell_timeout:g} s, memory {limits.memory_bytes / 2**30:g} GiB)")
     return 0
 
 
@@ -77,7 +82,7 @@ def cmd_try(args) -> int:
 
     bad = 0
     for ps in _sets(args.ps):
-        rep = validate(ps, paths=("coursekit",))
+        rep = validate(ps, paths=("coursekit",), limits=_settings(args).limits)
         print(rep.table())
         for p in rep.problems:
             print("PROBLEM:", p)
@@ -91,7 +96,7 @@ def cmd_validate(args) -> int:
     bad = 0
     for ps in _sets(args.ps):
         print(f"{ps.id}: validating through coursekit, nbgrader and otter ...")
-        rep = validate(ps)
+        rep = validate(ps, limits=_settings(args).limits)
         print(rep.table())
         for p in rep.problems:
             print("PROBLEM:", p)
@@ -100,18 +105,23 @@ def cmd_validate(args) -> int:
     return 1 if bad else 0
 
 
-def _limits(args):
-    from .sandbox import Limits
-
-    jobs = getattr(args, "jobs", None) or os.cpu_count() or 1
-    return Limits(cell_timeout=args.cell_timeout, memory_bytes=int(args.memory_gb * 2**30),
-                  threads=max(1, (os.cpu_count() or 1) // jobs))
+def _settings(args) -> Settings:
+    """Flags over environment over nbgrader_config.py over defaults (see `coursekit.settings`)."""
+    return Settings.resolve(cell_timeout=getattr(args, "cell_timeout", None), memory_gb=getattr(args, "memory_gb", None),
+                            jobs=getattr(args, "jobs", None), out=getattr(args, "out", None), db=getattr(args, "db", None))
 
 
-def _limit_options(parser) -> None:
-    """The limits of grading, the same for `make grade` and the otter zip (`make autograder`)."""
-    parser.add_argument("--cell-timeout", type=float, default=float(os.environ.get("CELL_TIMEOUT") or 60))
-    parser.add_argument("--memory-gb", type=float, default=float(os.environ.get("MEMORY_GB") or 6))
+def _setting_options(parser, *names) -> None:
+    """The settings of grading, the same for `make grade`, the otter zip, the demo and the bench."""
+    helps = {"cell_timeout": ("--cell-timeout", float, "seconds per cell (env CELL_TIMEOUT; default 60)"),
+             "memory_gb": ("--memory-gb", float, "memory per submission in GiB (env MEMORY_GB; default 6)"),
+             "jobs": ("--jobs", int, "submissions graded at once (env JOBS; default: one per core)"),
+             "out": ("--out", str, "output folder of the batch (env OUT; default grading/)"),
+             "db": ("--db", str, "SQLAlchemy URL of the gradebook (env DB; default: <OUT>/gradebook.db "
+                                 "if OUT is given, else nbgrader_config.py's db_url)")}
+    for name in names:
+        flag, kind, help_ = helps[name]
+        parser.add_argument(flag, type=kind, default=None, help=help_)
 
 
 def _roster(path: str | None):
@@ -124,7 +134,8 @@ def _roster(path: str | None):
 
 
 def cmd_grade(args) -> int:
-    from . import grade, notebook
+    from . import batch, gradebook, reports
+    from .assignment import Assignment, Outputs
 
     if not args.ps or "," in args.ps:
         print("make grade needs exactly one problem set: PS=psNN", file=sys.stderr)
@@ -133,28 +144,29 @@ def cmd_grade(args) -> int:
     if not args.submissions or not Path(args.submissions).exists():
         print(f"SUBMISSIONS={args.submissions!r}: no such folder or zip", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    graded = grade.grade_batch(ps, Path(args.submissions), out, jobs=args.jobs, db_url=args.db,
-                               limits=_limits(args), roster=_roster(args.roster), progress=not args.quiet,
-                               use_cache=not args.regrade)
-    nb = notebook.read(ps.source_notebook)
-    print(grade.summary_table(graded, nb))
-    print(f"\ngradebook: {grade.shown_url(grade.gradebook_url(args.db))}")
-    print(f"grades CSV: {out / f'grades_{ps.id}.csv'}")
-    print(f"feedback:   {out / 'feedback' / ps.id}/<student>/{ps.id}.html")
+    settings = _settings(args)
+    a = Assignment.of(ps)
+    graded = batch.grade_batch(a, Path(args.submissions), settings, roster=_roster(args.roster),
+                               progress=not args.quiet, use_cache=not args.regrade, name_regexp=args.name_regexp)
+    out = Outputs(settings.out_dir, ps.id)
+    print(reports.summary_table(graded, a))
+    print(f"\ngradebook: {gradebook.shown_url(settings.gradebook_url)}")
+    print(f"grades CSV: {out.csv}")
+    print(f"feedback:   {out.feedback_pattern}")
     return 0
 
 
 def cmd_demo(args) -> int:
     from . import demo
 
-    return demo.main(jobs=args.jobs)
+    return demo.main(_settings(args), refresh_class=args.refresh)
 
 
 def cmd_bench(args) -> int:
     from . import bench
 
-    return bench.main(args.ps, repeats=args.repeats, batch_size=args.batch, jobs=args.jobs)
+    return bench.main(args.ps, repeats=args.repeats, batch_size=args.batch, settings=_settings(args),
+                      batch_sets=args.batch_sets)
 
 
 def main(argv=None) -> int:
@@ -172,28 +184,34 @@ def main(argv=None) -> int:
     add("check-source", cmd_check_source, "lint instructor notebooks; solution cells == solutions package")
     add("release", cmd_release, "nbgrader generate_assignment -> release/")
     add("check-release", cmd_check_release, "fail if release/ differs from a fresh release")
-    _limit_options(add("autograder", cmd_autograder, "otter tests and Gradescope autograder.zip -> autograder/"))
-    add("try", cmd_try, "instructor solution and stub through this project's grader (fast)")
-    add("validate", cmd_validate, "stubs fail, solutions pass, identical scores via coursekit, nbgrader, otter")
+    _setting_options(add("autograder", cmd_autograder, "otter tests and Gradescope autograder.zip -> autograder/"),
+                     "cell_timeout", "memory_gb")
+    _setting_options(add("try", cmd_try, "instructor solution and stub through this project's grader (fast)"),
+                     "cell_timeout", "memory_gb")
+    _setting_options(add("validate", cmd_validate,
+                         "stubs fail, solutions pass, identical scores via coursekit, nbgrader, otter"),
+                     "cell_timeout", "memory_gb")
     g = add("grade", cmd_grade, "grade a folder or LMS zip of submissions")
     g.add_argument("--submissions", default=os.environ.get("SUBMISSIONS"))
-    g.add_argument("--out", default=os.environ.get("OUT") or str(manifest.ROOT / "grading"))
-    g.add_argument("--db", default=os.environ.get("DB") or None, help="SQLAlchemy URL of the gradebook")
     g.add_argument("--roster", default=os.environ.get("ROSTER") or None, help="CSV with a student_id column")
-    g.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS") or 0) or None)
-    _limit_options(g)
-    g.add_argument("--regrade", action="store_true", help="ignore cached results")
+    g.add_argument("--name-regexp", default=ZIP_COLLECT_REGEXP,
+                   help="regular expression with a student_id group for the file names in an LMS zip "
+                        "(default: nbgrader's zip_collect convention)")
+    _setting_options(g, "out", "db", "jobs", "cell_timeout", "memory_gb")
+    g.add_argument("--regrade", action="store_true", help="ignore saved results")
     g.add_argument("--quiet", action="store_true")
-    d = sub.add_parser("demo", help="release, build autograders, grade the demo class")
-    d.add_argument("--jobs", type=int, default=None)
+    d = sub.add_parser("demo", help="release, build autograders, grade the demo class into grading/demo/")
+    _setting_options(d, "jobs", "cell_timeout", "memory_gb")
+    d.add_argument("--refresh", action="store_true", help="rewrite the demo class from the releases first")
     d.set_defaults(fn=cmd_demo)
     b = add("bench", cmd_bench, "measure notebooks and grading; writes bench/")
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--batch", type=int, default=20)
-    b.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    b.add_argument("--batch-sets", default=None, help="problem sets to batch (default: the cheapest and the heaviest)")
+    _setting_options(b, "jobs", "cell_timeout", "memory_gb")
     args = p.parse_args(argv)
     try:
         return args.fn(args)
-    except manifest.ManifestError as exc:
+    except (manifest.ManifestError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,11 +3,12 @@
 Accepted layouts (checked in this order):
 - a zip exported by the LMS whose member names follow nbgrader's ``zip_collect`` file-name
   convention (``FileNameCollectorPlugin``'s regular expression, configurable with
-  ``--name-regexp``), or are ``<student_id>.ipynb`` / ``<student_id>/<anything>.ipynb``;
+  `coursekit grade --name-regexp`), or are ``<student_id>.ipynb`` / ``<student_id>/<anything>.ipynb``;
 - a folder with the same names, or nbgrader's ``submitted/<student_id>/<ps>/<ps>.ipynb``.
 
 Problems (a zip-slip name, two submissions for one student, an unknown id, a late
-submission) never stop the collection: each becomes a note on the student.
+submission) never stop the collection: each becomes a flag (late, not on the roster) or a
+note (several submissions) on the student.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class Submission:
     student_id: str
     path: Path | None  # None when nothing gradable arrived
     timestamp: dt.datetime | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # informational
+    flags: list[str] = field(default_factory=list)  # for a TA to look at (late, not on the roster)
 
 
 @dataclass
@@ -125,7 +127,7 @@ def collect(source: Path, ps_id: str, dest: Path, *, name_regexp: str = ZIP_COLL
     for sid in sorted(found):
         cands = found[sid]
         chosen = cands[-1]
-        notes = []
+        notes, flags = [], []
         if len(cands) > 1:
             dated = [c for c in cands if c.timestamp]
             if len(dated) == len(cands):
@@ -134,13 +136,13 @@ def collect(source: Path, ps_id: str, dest: Path, *, name_regexp: str = ZIP_COLL
             else:
                 notes.append(f"{len(cands)} submissions without timestamps; graded the last one by name")
         if roster is not None and sid not in roster:
-            notes.append("student id not on the roster")
+            flags.append("student id not on the roster")
         if due and chosen.timestamp and chosen.timestamp > due:
             late = chosen.timestamp - due
-            notes.append(f"late by {late.days}d {late.seconds // 3600}h {(late.seconds % 3600) // 60}m")
+            flags.append(f"late by {late.days}d {late.seconds // 3600}h {(late.seconds % 3600) // 60}m")
         final = dest / sid / f"{ps_id}.ipynb"
         final.write_bytes(chosen.path.read_bytes())
         for c in cands:
             c.path.unlink(missing_ok=True)
-        subs.append(Submission(sid, final, chosen.timestamp, notes))
+        subs.append(Submission(sid, final, chosen.timestamp, notes, flags))
     return Collected(subs, rejected)

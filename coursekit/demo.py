@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import sys
 import time
 from pathlib import Path
 
 import nbformat
 
-from . import autograder, grade, notebook, release
-from .manifest import ROOT, ProblemSet, select
+from . import autograder, batch, gradebook, notebook, release, reports
+from .assignment import Assignment, Outputs
+from .manifest import Layout, ProblemSet, select
+from .settings import Settings
 from .validate import instructor_submission, partial_submission
 
-DEMO = ROOT / "demo"
 CHEAT = ("import numpy as np\nimport dlt_checks\n"
          "np.allclose = lambda *a, **k: True\n"
          "dlt_checks.assert_close = lambda *a, **k: None\n"
@@ -32,9 +32,10 @@ CHEAT = ("import numpy as np\nimport dlt_checks\n"
 
 def make_class(ps: ProblemSet) -> dict[str, object]:
     """Student id -> notebook of the demo class of ``ps``."""
-    stub = notebook.read(ps.release_notebook)
-    full = instructor_submission(ps, stub)
-    carol = partial_submission(ps, stub)
+    a = Assignment.of(ps)
+    stub = a.release_nb()
+    full = instructor_submission(a, stub)
+    carol = partial_submission(a, stub)
     dave = copy.deepcopy(full)
     first_solution = next(i for i, c in enumerate(dave.cells) if notebook.nb_meta(c).get("solution"))
     dave.cells[first_solution].source = ("raise RuntimeError('I left a debugging line in my notebook')\n"
@@ -47,33 +48,33 @@ def make_class(ps: ProblemSet) -> dict[str, object]:
 
 
 def refresh(ps: ProblemSet) -> Path:
-    folder = DEMO / ps.id
+    folder = ps.demo_dir
     folder.mkdir(parents=True, exist_ok=True)
     for student, nb in make_class(ps).items():
         nbformat.write(nb, str(folder / f"{student}.ipynb"))
     return folder
 
 
-def main(jobs: int | None = None, refresh_class: bool = False) -> int:
+def main(settings: Settings | None = None, refresh_class: bool = False, layout: Layout = Layout()) -> int:
+    """Build every written problem set and grade its demo class into the demo's own output folder
+    and gradebook (``grading/demo/``), never the real class's."""
+    settings = (settings or Settings()).replace(out=layout.demo_grading, db=None)
     sets = select(None)
     for ps in sets:
         t0 = time.perf_counter()
         release.build(ps)
-        z = autograder.build(ps)
-        print(f"{ps.id}: release/{ps.id}/ and {z.relative_to(ROOT)} built in {time.perf_counter() - t0:.1f}s")
-    out = ROOT / "grading"
+        z = autograder.build(Assignment.of(ps), settings.limits)
+        print(f"{ps.id}: release/{ps.id}/ and {z.relative_to(layout.root)} built in {time.perf_counter() - t0:.1f}s")
     for ps in sets:
-        folder = DEMO / ps.id
+        a = Assignment.of(ps)
+        folder = ps.demo_dir
         if refresh_class or not folder.exists():
             refresh(ps)
         print(f"\n== grading the demo class of {ps.id} ({len(list(folder.glob('*.ipynb')))} students) ==")
-        graded = grade.grade_batch(ps, folder, out, jobs=jobs)
-        print(grade.summary_table(graded, notebook.read(ps.source_notebook)))
-        print(f"grades CSV: {(out / f'grades_{ps.id}.csv').relative_to(ROOT)}")
-        print(f"feedback:   {(out / 'feedback' / ps.id).relative_to(ROOT)}/<student>/{ps.id}.html")
-    print(f"\ngradebook: {grade.gradebook_url()}")
+        graded = batch.grade_batch(a, folder, settings)
+        out = Outputs(settings.out_dir, ps.id)
+        print(reports.summary_table(graded, a))
+        print(f"grades CSV: {out.csv.relative_to(layout.root)}")
+        print(f"feedback:   {Path(out.feedback_pattern).relative_to(layout.root)}")
+    print(f"\ngradebook: {gradebook.shown_url(settings.gradebook_url)}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(refresh_class="--refresh" in sys.argv))

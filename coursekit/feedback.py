@@ -10,29 +10,9 @@ from __future__ import annotations
 
 import html
 import os
-from pathlib import Path
 
 from . import notebook
-
-
-def secret_lines(source_nb) -> list[str]:
-    """Lines of hidden tests and solution regions long enough to be worth redacting."""
-    secret = []
-    for c in notebook.cells(source_nb):
-        if c.kind not in ("test", "solution"):
-            continue
-        begin, end = (notebook.BEGIN_HIDDEN, notebook.END_HIDDEN) if c.kind == "test" else \
-            (notebook.BEGIN_SOLUTION, notebook.END_SOLUTION)
-        inside = False
-        for line in c.source.splitlines():
-            s = line.strip()
-            if s == begin:
-                inside = True
-            elif s == end:
-                inside = False
-            elif inside and len(s) >= 12 and not s.startswith("#"):
-                secret.append(s)
-    return sorted(set(secret), key=len, reverse=True)
+from .assignment import Assignment, Outputs
 
 
 def redact(text: str, secrets: list[str]) -> str:
@@ -42,11 +22,11 @@ def redact(text: str, secrets: list[str]) -> str:
     return text
 
 
-def render(g, ps, source_nb, secrets: list[str] | None = None) -> str:
-    secrets = secret_lines(source_nb) if secrets is None else secrets
+def render(g, a: Assignment) -> str:
+    secrets, ps = a.secrets, a.ps
     e = html.escape
     rows = []
-    for c in notebook.test_cells(source_nb):
+    for c in a.tests:
         got = g.scores.get(c.grade_id, 0.0)
         ok = got >= c.points and not g.messages.get(c.grade_id)
         msg = redact(g.messages.get(c.grade_id, ""), secrets)
@@ -78,11 +58,10 @@ pre{{white-space:pre-wrap;margin:0}}</style></head><body>
 """
 
 
-def write_all(graded, ps, source_nb, out_dir: Path) -> None:
-    secrets = secret_lines(source_nb)
+def write_all(graded, a: Assignment, out: Outputs) -> None:
     for g in graded:
-        path = Path(out_dir) / g.student_id / f"{ps.id}.html"
+        path = out.feedback_page(g.student_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(render(g, ps, source_nb, secrets), encoding="utf-8")
+        tmp.write_text(render(g, a), encoding="utf-8")
         os.replace(tmp, path)

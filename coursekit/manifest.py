@@ -1,4 +1,6 @@
-"""The course manifest (`course.toml`): the eleven problem sets and where their files live."""
+"""The course manifest (`course.toml`): the eleven problem sets, and the one place that knows
+where the course's files live (`ProblemSet`'s paths and `Layout`; a grading batch's output
+folder is `assignment.Outputs`)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,44 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "course.toml"
 STATUSES = ("written", "planned")
+HELPER_NAME = "dlt_checks.py"  # the comparison helper, as students and test cells import it
+CHECKS_SOURCE = Path(__file__).resolve().parent / "checks.py"  # ... authored here
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The repository's top-level folders (authored: source, solutions, tests; generated:
+    release, autograder, grading, bench, demo)."""
+
+    root: Path = ROOT
+
+    @property
+    def grading(self) -> Path:  # default output folder of `make grade`
+        return self.root / "grading"
+
+    @property
+    def demo(self) -> Path:  # the demo class (committed)
+        return self.root / "demo"
+
+    @property
+    def demo_grading(self) -> Path:  # the demo's own output folder and gradebook
+        return self.root / "grading" / "demo"
+
+    @property
+    def bench(self) -> Path:
+        return self.root / "bench"
+
+    @property
+    def nbgrader_config(self) -> Path:
+        return self.root / "nbgrader_config.py"
+
+    @property
+    def pyproject(self) -> Path:
+        return self.root / "pyproject.toml"
+
+    @property
+    def lockfile(self) -> Path:
+        return self.root / "requirements.lock"
 
 
 class ManifestError(ValueError):
@@ -51,6 +91,18 @@ class ProblemSet:
     @property
     def autograder_dir(self) -> Path:
         return self.root / "autograder" / self.id
+
+    @property
+    def autograder_zip(self) -> Path:
+        return self.autograder_dir / "autograder.zip"
+
+    @property
+    def demo_dir(self) -> Path:
+        return Layout(self.root).demo / self.id
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.root)
 
 
 def _date(value, what: str) -> dt.date:

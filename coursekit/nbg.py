@@ -11,10 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .manifest import ProblemSet
-from .sandbox import CHECKS_SOURCE
-
-HELPER_NAME = "dlt_checks.py"
+from .manifest import CHECKS_SOURCE, HELPER_NAME, ProblemSet
 
 
 class NbgraderError(RuntimeError):

@@ -8,6 +8,7 @@ hidden tests, that any submission is graded against).
 from __future__ import annotations
 
 import ast
+import enum
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,16 @@ BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
 END_HIDDEN = "### END HIDDEN TESTS"
 STUB = "raise NotImplementedError()"
 MARKERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
+
+
+class Kind(enum.StrEnum):
+    """What a cell of an instructor notebook is to the grader (compares equal to its value)."""
+
+    SETUP = "setup"  # locked, not graded
+    SOLUTION = "solution"
+    TEST = "test"  # graded
+    CODE = "code"  # other code
+    MARKDOWN = "markdown"
 
 
 @dataclass(frozen=True)
@@ -45,17 +56,17 @@ def nb_meta(cell) -> dict:
     return dict(cell.get("metadata", {}).get("nbgrader", {}) or {})
 
 
-def classify(cell) -> str:
+def classify(cell) -> Kind:
     meta = nb_meta(cell)
     if cell.cell_type != "code":
-        return "markdown"
+        return Kind.MARKDOWN
     if meta.get("grade") and not meta.get("solution"):
-        return "test"
+        return Kind.TEST
     if meta.get("solution"):
-        return "solution"
+        return Kind.SOLUTION
     if meta.get("locked"):
-        return "setup"
-    return "code"
+        return Kind.SETUP
+    return Kind.CODE
 
 
 def cells(nb) -> list[Cell]:

@@ -5,7 +5,7 @@ Before otter executes anything, the plugin builds the grading plan from the subm
 (`coursekit.assemble`: the instructor's setup and test cells, the student's own code), runs it
 with `coursekit.sandbox` -- student code in an untrusted process, every test cell and verdict in
 a trusted one, with the time and memory limits of `make grade` -- and scores it with
-`coursekit.grade.score`. The notebook otter then executes holds no student code at all: one cell
+`coursekit.scoring.score`. The notebook otter then executes holds no student code at all: one cell
 with the verdicts, and one placeholder per graded cell where otter runs that cell's test, which
 only reads its verdict. Messages are redacted like the feedback pages.
 """
@@ -26,20 +26,20 @@ VERDICTS = "__dlt_verdicts__"
 
 def verdicts(plan_nb, submission, limits) -> dict[str, dict]:
     """grade_id -> {"ok", "message"} for ``submission`` graded against ``plan_nb``."""
-    from coursekit import assemble, feedback, grade, notebook, sandbox
+    from coursekit import assemble, feedback, sandbox
+    from coursekit.assignment import Assignment
+    from coursekit.scoring import score
 
-    built = assemble.assemble(plan_nb, submission)
-    results = sandbox.run_cells(built.plan, limits=limits)
-    tests = notebook.test_cells(plan_nb)
-    scores, messages, flags, _ = grade.score(results, tests)
-    secrets = feedback.secret_lines(plan_nb)
+    a = Assignment(None, plan_nb)
+    built = assemble.assemble(a, submission)
+    s = score(sandbox.run_cells(built.plan, limits=limits), a)
     out = {}
-    for t in tests:
-        ok = scores.get(t.grade_id, 0.0) >= t.points and not messages.get(t.grade_id)
-        message = feedback.redact(messages.get(t.grade_id, "") or "failed", secrets)
+    for t in a.tests:
+        ok = s.scores.get(t.grade_id, 0.0) >= t.points and not s.messages.get(t.grade_id)
+        message = feedback.redact(s.messages.get(t.grade_id, "") or "failed", a.secrets)
         out[t.grade_id] = {"ok": bool(ok), "message": message[:2000]}
-    if flags:
-        out["__flags__"] = {"ok": False, "message": feedback.redact("; ".join(flags), secrets)[:2000]}
+    if s.flags:
+        out["__flags__"] = {"ok": False, "message": feedback.redact("; ".join(s.flags), a.secrets)[:2000]}
     return out
 
 

@@ -11,6 +11,7 @@ cells still run, so one runaway exercise costs only its own points.
 
 from __future__ import annotations
 
+import enum
 import multiprocessing as mp
 import os
 import pickle
@@ -25,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import notebook
+from .manifest import CHECKS_SOURCE, HELPER_NAME
 
-CHECKS_SOURCE = Path(__file__).resolve().parent / "checks.py"
 PRELOAD = ["numpy", "numpy.testing", "torch", "torch.func", "torch.nn.functional", "torch._dynamo", "matplotlib",
            "matplotlib.pyplot", "IPython.core.interactiveshell", "cloudpickle", "coursekit._child", "coursekit._trusted",
            "coursekit.wire", "coursekit.checks"]
@@ -39,11 +40,26 @@ class Limits:
     cell_timeout: float = 60.0
     grace: float = 5.0
     memory_bytes: int = 6 * 2**30
-    output_tail_bytes: int = 2000
     output_limit_bytes: int = 16 * 2**20
     max_restarts: int = 3
     threads: int = 1
     startup_timeout: float = 120.0
+
+
+class Status(enum.StrEnum):
+    """How a cell ended, as the trusted process saw it (compares equal to its value)."""
+
+    PASSED = "passed"  # ran without error
+    FAILED = "failed"  # raised (a failed test, or an error in student code)
+    TIMEOUT = "timeout"  # ran past its time limit and was stopped
+    DIED = "died"  # the student's process died or broke the protocol during the cell
+    BLOCKED = "blocked"  # the submission did something forbidden during the cell
+    TAMPERED = "tampered"  # the submission changed the checks before or during the cell
+    NOT_RUN = "not-run"  # the grader gave up on the submission before this cell
+
+    @property
+    def runaway(self) -> bool:
+        return self in (Status.TIMEOUT, Status.DIED)
 
 
 @dataclass
@@ -52,17 +68,22 @@ class CellResult:
     kind: str
     grade_id: str | None
     points: float
-    status: str  # ok | error | timeout | crashed | not-run
+    status: Status
     error: str | None = None
     seconds: float = 0.0
-    output: str = ""
     violations: list = field(default_factory=list)  # [(severity, message)]
     tampered: list = field(default_factory=list)
     maxrss_kb: int = 0
+    suspicious: str | None = None  # a test rejected a returned object built to fool it
+    student_seconds: float = 0.0  # time spent in calls into the submission's functions
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status == Status.PASSED
+
+    @property
+    def forbidden(self) -> list[str]:
+        return [m for sev, m in self.violations if sev == "forbidden"]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,7 +147,6 @@ class _Pair:
             "workdir": workdir,
             "allowed_read": allowed_read_paths(),
             "memory_limit_bytes": limits.memory_bytes,
-            "output_tail_bytes": limits.output_tail_bytes,
             "output_limit_bytes": limits.output_limit_bytes,
             "threads": limits.threads,
         }
@@ -142,7 +162,7 @@ class _Pair:
                 self.conn, t_conn = ctx.Pipe()
                 treq = {"workdir": workdir, "private_dir": private_dir, "grace": limits.grace,
                         "cell_timeout": limits.cell_timeout, "startup_timeout": limits.startup_timeout,
-                        "output_tail_bytes": limits.output_tail_bytes, "threads": limits.threads}
+                        "threads": limits.threads}
                 self.trusted = ctx.Process(target=_trusted.serve, args=(t_conn, t_end, self.child.pid, treq),
                                            daemon=True)
                 self.trusted.start()
@@ -163,14 +183,14 @@ class _Pair:
                 return None
             return self.conn.recv()
         except (EOFError, OSError, pickle.UnpicklingError):
-            return "dead"
+            return _LOST
 
     def run(self, cell: notebook.Cell, limits: Limits):
         try:
             self.conn.send({"index": cell.index, "kind": cell.kind, "source": cell.source,
                             "grade_id": cell.grade_id, "timeout": limits.cell_timeout})
         except (OSError, ValueError):
-            return "dead"
+            return _LOST
         # the trusted side owns the child's deadlines; this is the backstop for the trusted side itself
         return self._recv(2 * limits.cell_timeout + 2 * limits.grace + 30)
 
@@ -197,11 +217,24 @@ class _Pair:
         self.kill()
 
 
-_REPLY_KEYS = {"index", "ok", "error", "status", "seconds", "output", "violations", "tampered", "maxrss_kb", "alive"}
+_LOST = object()  # the trusted process is gone
+_REPLY_KEYS = {"index", "ok", "error", "status", "seconds", "violations", "tampered", "maxrss_kb", "alive",
+               "suspicious", "student_seconds"}
 
 
 def _valid_reply(reply, index: int) -> bool:
     return isinstance(reply, dict) and reply.get("index") == index and _REPLY_KEYS <= set(reply)
+
+
+def _result(cell: notebook.Cell, reply: dict) -> CellResult:
+    r = CellResult(cell.index, cell.kind, cell.grade_id, cell.points, Status(reply["status"]), reply["error"],
+                   float(reply["seconds"]), list(reply["violations"]), list(reply["tampered"]),
+                   int(reply["maxrss_kb"]), reply["suspicious"], float(reply["student_seconds"]))
+    if r.tampered:
+        r.status = Status.TAMPERED
+    elif r.forbidden:
+        r.status = Status.BLOCKED
+    return r
 
 
 def run_cells(plan: list[notebook.Cell], files: dict[str, bytes] | None = None, limits: Limits = Limits(),
@@ -219,7 +252,7 @@ def run_cells(plan: list[notebook.Cell], files: dict[str, bytes] | None = None, 
     try:
         for name, data in (files or {}).items():
             (Path(workdir) / name).write_bytes(data)
-        shutil.copyfile(CHECKS_SOURCE, Path(workdir) / "dlt_checks.py")
+        shutil.copyfile(CHECKS_SOURCE, Path(workdir) / HELPER_NAME)
         results: list[CellResult] = []
         position, restarts = 0, 0
         pair = _Pair(workdir, private, limits)
@@ -228,16 +261,13 @@ def run_cells(plan: list[notebook.Cell], files: dict[str, bytes] | None = None, 
             t0 = time.perf_counter()
             reply = pair.run(cell, limits)
             if _valid_reply(reply, cell.index):
-                results.append(CellResult(
-                    cell.index, cell.kind, cell.grade_id, cell.points, reply["status"], reply["error"],
-                    float(reply["seconds"]), reply["output"], list(reply["violations"]), list(reply["tampered"]),
-                    int(reply["maxrss_kb"])))
+                results.append(_result(cell, reply))
                 alive = reply["alive"]
             else:  # the trusted side itself failed (a test cell's own code ran away): the backstop
                 error = ("TimeoutError: cell exceeded its time limit" if reply is None
                          else "the grader's test process failed on this cell")
                 results.append(CellResult(cell.index, cell.kind, cell.grade_id, cell.points,
-                                          "timeout" if reply is None else "crashed", error,
+                                          Status.TIMEOUT if reply is None else Status.DIED, error,
                                           time.perf_counter() - t0))
                 alive = False
             if on_cell:
@@ -253,7 +283,7 @@ def run_cells(plan: list[notebook.Cell], files: dict[str, bytes] | None = None, 
             pair = _Pair(workdir, private, limits)
             # rebuild the state: every earlier cell but those that ran away or failed a test
             for earlier, before in zip(plan[: position - 1], results):
-                if before.status in ("timeout", "crashed") or (earlier.kind == "test" and not before.ok):
+                if before.status.runaway or (earlier.kind == "test" and not before.ok):
                     continue
                 again = pair.run(earlier, limits)
                 if not _valid_reply(again, earlier.index) or not again["alive"]:
@@ -266,7 +296,7 @@ def run_cells(plan: list[notebook.Cell], files: dict[str, bytes] | None = None, 
             pair.stop()
             pair = None
         for cell in plan[len(results):]:
-            results.append(CellResult(cell.index, cell.kind, cell.grade_id, cell.points, "not-run",
+            results.append(CellResult(cell.index, cell.kind, cell.grade_id, cell.points, Status.NOT_RUN,
                                       "not run: the grader stopped after repeated failures"))
         return results
     finally:

@@ -5,6 +5,7 @@ with identical per-cell scores."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import copy
 import tempfile
 import time
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import nbformat
 
-from . import autograder, grade, notebook, sync
+from . import backends, notebook, sync
+from .assignment import Assignment
 from .manifest import ProblemSet
-from .nbg import ScratchCourse
+from .sandbox import Limits
 
 PATHS = ("coursekit", "nbgrader", "otter")
 
@@ -44,64 +46,55 @@ class Report:
         return "\n".join(lines)
 
 
-def instructor_submission(ps: ProblemSet, release_nb=None, solved: set[str] | None = None):
+def instructor_submission(a: Assignment | ProblemSet, release_nb=None, solved: set[str] | None = None):
     """The released notebook with the reference solutions filled in (what a perfect student submits);
     with ``solved``, only those solution cells (by grade_id) are filled in, the rest stay stubs."""
-    source = notebook.read(ps.source_notebook)
-    sol = {c.grade_id: notebook.instructor_source(c.source) for c in notebook.cells(source) if c.kind == "solution"}
-    nb = copy.deepcopy(release_nb if release_nb is not None else notebook.read(ps.release_notebook))
+    a = a if isinstance(a, Assignment) else Assignment.of(a)
+    nb = copy.deepcopy(release_nb if release_nb is not None else a.release_nb())
     for cell in nb.cells:
         gid = notebook.nb_meta(cell).get("grade_id")
-        if gid in sol and (solved is None or gid in solved):
-            cell.source = sol[gid]
+        if gid in a.solutions and (solved is None or gid in solved):
+            cell.source = a.solutions[gid]
     return nb
 
 
-def partial_submission(ps: ProblemSet, release_nb=None):
+def partial_submission(a: Assignment | ProblemSet, release_nb=None):
     """The first half of the exercises solved, the rest left as released stubs."""
-    nb = release_nb if release_nb is not None else notebook.read(ps.release_notebook)
+    a = a if isinstance(a, Assignment) else Assignment.of(a)
+    nb = release_nb if release_nb is not None else a.release_nb()
     ids = [notebook.nb_meta(c).get("grade_id") for c in nb.cells if notebook.nb_meta(c).get("solution")]
-    return instructor_submission(ps, nb, solved=set(ids[: max(1, len(ids) // 2)]))
+    return instructor_submission(a, nb, solved=set(ids[: max(1, len(ids) // 2)]))
 
 
 def check_source(ps: ProblemSet) -> list[str]:
-    nb = notebook.read(ps.source_notebook)
-    problems = [f"{ps.id}: {p}" for p in notebook.lint(nb, ps.points)]
-    problems += [f"{ps.id}: {p}" for p in sync.check(nb, ps.module)]
+    a = Assignment.of(ps)
+    problems = [f"{ps.id}: {p}" for p in notebook.lint(a.source_nb, ps.points)]
+    problems += [f"{ps.id}: {p}" for p in sync.check(a.source_nb, ps.module)]
     return problems
 
 
-def validate(ps: ProblemSet, paths=PATHS, log=print) -> Report:
-    source = notebook.read(ps.source_notebook)
-    tests = notebook.test_cells(source)
-    report = Report(ps.id, tests)
+def validate(ps: ProblemSet, paths=PATHS, limits: Limits = Limits(), log=print) -> Report:
+    a = Assignment.of(ps)
+    report = Report(ps.id, a.tests)
     report.problems += check_source(ps)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         tmp = Path(tmp)
-        course = ScratchCourse(ps, tmp / "course")  # a fresh release, and nbgrader's gradebook
-        release_nb = notebook.read(course.generate() / f"{ps.id}.ipynb")
+        nbg = stack.enter_context(backends.Nbgrader(a, tmp / "course"))  # a fresh release, and nbgrader's gradebook
+        release_nb = notebook.read(nbg.release_dir / f"{ps.id}.ipynb")
         subs = {"instructor": tmp / "instructor.ipynb", "stub": tmp / "stub.ipynb"}
-        nbformat.write(instructor_submission(ps, release_nb), str(subs["instructor"]))
+        nbformat.write(instructor_submission(a, release_nb), str(subs["instructor"]))
         nbformat.write(release_nb, str(subs["stub"]))
-        zip_path = autograder.build(ps) if "otter" in paths else None
+        chosen = {"coursekit": lambda: backends.Coursekit(a, limits), "nbgrader": lambda: nbg,
+                  "otter": lambda: backends.Otter(a, limits)}
+        graders = {how: stack.enter_context(chosen[how]()) for how in paths}
 
         def grade_via(who: str, how: str) -> None:
-            path = subs[who]
             t0 = time.perf_counter()
             try:
-                if how == "coursekit":
-                    g, _ = grade.grade_file(ps, source, path, who)
-                    if g.error:
-                        raise RuntimeError(g.error)
-                    scores = g.scores
-                    if who == "instructor" and g.messages:
-                        for gid, m in g.messages.items():
-                            log(f"  {ps.id} instructor {gid}: {m}")
-                elif how == "nbgrader":
-                    course.submit(who, path)
-                    scores = course.autograde(who)
-                else:
-                    scores = autograder.run(zip_path, path)
+                scores = graders[how].grade(subs[who], who)
+                if how == "coursekit" and who == "instructor":
+                    for gid, m in graders[how].messages.get(who, {}).items():
+                        log(f"  {ps.id} instructor {gid}: {m}")
             except Exception as exc:  # noqa: BLE001 -- report, don't crash the validation
                 report.problems.append(f"{ps.id}: {who} through {how} failed: {str(exc)[-1500:]}")
                 scores = {}
@@ -120,8 +113,7 @@ def validate(ps: ProblemSet, paths=PATHS, log=print) -> Report:
             for fut in background:
                 fut.result()
         report.scores = {(w, h): report.scores[(w, h)] for w in subs for h in paths}
-        course.close()
-    for c in tests:
+    for c in a.tests:
         for how in paths:
             full = report.scores.get(("instructor", how), {}).get(c.grade_id)
             stub = report.scores.get(("stub", how), {}).get(c.grade_id)

@@ -50,6 +50,10 @@ class CheckError(AssertionError):
     """A failed check; its message is meant for the student."""
 
 
+class SuspiciousValue(CheckError):
+    """A returned object was built to fool the checks (the grader flags the submission)."""
+
+
 _ARRAY_TYPES = (np.ndarray,)
 _SCALAR_TYPES = (numbers.Number, np.number, np.bool_, bool)
 
@@ -92,14 +96,14 @@ def to_numpy(x, name: str = "value") -> np.ndarray:
     overrides = [m for m in ("__eq__", "__bool__", "__array__", "__float__", "__array_ufunc__", "__torch_function__")
                  if any(m in vars(k) for k in type(x).__mro__[:-1])]
     if overrides and (type(x).__module__ == "__main__" or type(x).__module__.startswith("<")):
-        raise CheckError(f"{name}: suspicious: an object of a class that overrides {', '.join(overrides)} "
+        raise SuspiciousValue(f"{name}: suspicious: an object of a class that overrides {', '.join(overrides)} "
                          "was returned instead of an array")
     kind = f"{type(x).__module__}.{type(x).__qualname__}"
     describe = getattr(type(x), "__dlt_describe__", None)  # an object that stays in the submission's process
     if describe is not None:
         kind, remote_overrides = describe(x)
         if remote_overrides:
-            raise CheckError(f"{name}: suspicious: an object of a class that overrides {remote_overrides} "
+            raise SuspiciousValue(f"{name}: suspicious: an object of a class that overrides {remote_overrides} "
                              "was returned instead of an array")
     raise CheckError(f"{name}: expected a numpy array, torch tensor or number, got {kind}")
 

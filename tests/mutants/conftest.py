@@ -9,14 +9,15 @@ import copy
 import nbformat
 import pytest
 
-from coursekit import grade, manifest, notebook
+from coursekit import batch, manifest, notebook
+from coursekit.assignment import Assignment
 from coursekit.validate import instructor_submission
 
 
 def _grade_variant(ps_id: str, replace: dict[str, str], tmp_path):
-    """replace: solution-cell grade_id -> full new source of that cell. Returns coursekit.grade.Graded."""
-    ps = manifest.get(ps_id)
-    nb = copy.deepcopy(instructor_submission(ps))
+    """replace: solution-cell grade_id -> full new source of that cell. Returns coursekit.scoring.Graded."""
+    a = Assignment.of(manifest.get(ps_id))
+    nb = copy.deepcopy(instructor_submission(a))
     known = {notebook.nb_meta(c).get("grade_id") for c in nb.cells}
     missing = set(replace) - known
     assert not missing, f"unknown solution cells {missing}"
@@ -26,17 +27,13 @@ def _grade_variant(ps_id: str, replace: dict[str, str], tmp_path):
             c.source = replace[gid]
     path = tmp_path / f"{ps_id}-variant.ipynb"
     nbformat.write(nb, str(path))
-    g, _ = grade.grade_file(ps, notebook.read(ps.source_notebook), path, "variant")
+    g, _ = batch.grade_file(a, path, "variant")
     return g
 
 
 def _solution_source(ps_id: str, grade_id: str) -> str:
     """The reference source of one solution cell (markers removed), to derive variants from."""
-    ps = manifest.get(ps_id)
-    for c in notebook.cells(notebook.read(ps.source_notebook)):
-        if c.grade_id == grade_id:
-            return notebook.instructor_source(c.source)
-    raise KeyError(grade_id)
+    return Assignment.of(manifest.get(ps_id)).solutions[grade_id]
 
 
 @pytest.fixture

@@ -2,23 +2,25 @@
 
 import pytest
 
-from coursekit import demo, grade, manifest, notebook
+from coursekit import batch, demo, manifest, reports
+from coursekit.assignment import Assignment
+from coursekit.settings import Settings
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("ps", manifest.select(None)[:1], ids=lambda p: p.id)
 def test_demo_class_grades_as_expected(ps, tmp_path):
-    folder = demo.DEMO / ps.id
-    assert folder.exists(), "run `python -m coursekit.demo --refresh`"
-    graded = {g.student_id: g for g in grade.grade_batch(ps, folder, tmp_path, jobs=2,
-                                                           db_url=f"sqlite:///{tmp_path}/gb.db", progress=False)}
+    folder = ps.demo_dir
+    assert folder.exists(), "run `.venv/bin/python -m coursekit demo --refresh`"
+    a = Assignment.of(ps)
+    graded = {g.student_id: g for g in batch.grade_batch(a, folder, Settings(jobs=2, out=tmp_path), progress=False)}
     assert set(graded) == {"alice", "bob", "carol", "dave", "erin"}
     assert graded["alice"].total == ps.points and not graded["alice"].flags
     assert graded["bob"].total == 0
     assert 0 < graded["carol"].total < ps.points
     assert graded["dave"].total <= ps.points
     assert graded["erin"].total == 0 and graded["erin"].flags
-    table = grade.summary_table(list(graded.values()), notebook.read(ps.source_notebook))
+    table = reports.summary_table(list(graded.values()), a)
     assert "alice" in table and "FLAGGED" in table
     assert (tmp_path / f"grades_{ps.id}.csv").exists()
     assert (tmp_path / "feedback" / ps.id / "alice" / f"{ps.id}.html").exists()
@@ -30,6 +32,6 @@ def test_demo_class_is_in_step_with_the_release():
     for ps in manifest.select(None):
         made = demo.make_class(ps)
         for student, nb in made.items():
-            path = demo.DEMO / ps.id / f"{student}.ipynb"
-            assert path.exists(), f"{path} missing: run `python -m coursekit.demo --refresh`"
+            path = ps.demo_dir / f"{student}.ipynb"
+            assert path.exists(), f"{path} missing: run `.venv/bin/python -m coursekit demo --refresh`"
             assert nbformat.read(str(path), as_version=4).cells == nb.cells, f"{path} is stale"

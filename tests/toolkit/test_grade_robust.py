@@ -19,12 +19,22 @@ from pathlib import Path
 import corpus
 import pytest
 
-from coursekit import grade, notebook, sandbox
+from coursekit import batch as batches
+from coursekit import notebook, sandbox
+from coursekit.assignment import Assignment
 from coursekit.manifest import ROOT
+from coursekit.settings import Settings
 from coursekit.validate import instructor_submission
 
 pytestmark = pytest.mark.slow
 LIMITS = sandbox.Limits(cell_timeout=3.0, grace=2.0, memory_bytes=2 * 2**30, max_restarts=3)
+
+
+def grade_batch(ps, subs, out, jobs, db_url, limits=LIMITS, **kw):
+    settings = Settings(cell_timeout=limits.cell_timeout, grace=limits.grace, memory_gb=limits.memory_bytes / 2**30,
+                        jobs=jobs, out=Path(out), db=db_url)
+    assert settings.limits.max_restarts == limits.max_restarts
+    return batches.grade_batch(Assignment.of(ps), subs, settings, **kw)
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -63,11 +73,11 @@ def batch(toy_course, tmp_path_factory):
     watched = {**_hashes(ps.root / "source"), **_hashes(ROOT / "solutions"), **_hashes(ROOT / "coursekit")}
     db = f"sqlite:///{paths['gradebook']}"
     t0 = time.perf_counter()
-    graded = grade.grade_batch(ps, subs, out, jobs=2, db_url=db, limits=LIMITS, progress=False)
+    graded = grade_batch(ps, subs, out, jobs=2, db_url=db, limits=LIMITS, progress=False)
     seconds = time.perf_counter() - t0
     alone = {}
     for name in ("good", "partial", "stub"):
-        g, _ = grade.grade_file(ps, notebook.read(ps.source_notebook), subs / f"{name}.ipynb", name, LIMITS)
+        g, _ = batches.grade_file(Assignment.of(ps), subs / f"{name}.ipynb", name, LIMITS)
         alone[name] = g
     return {"ps": ps, "cases": cases, "graded": {g.student_id: g for g in graded}, "alone": alone, "out": out,
             "db": db, "watched": watched, "seconds": seconds, "subs": subs}
@@ -132,9 +142,7 @@ def test_csv_and_feedback_carry_the_reasons_and_no_secrets(batch):
     assert rows["good"]["total"] == "10" and rows["good"]["status"] == "ok"
     assert rows["empty_file"]["status"] == "error" and "empty" in rows["empty_file"]["reason"]
     assert rows["patch_np_allclose"]["status"] == "flagged"
-    from coursekit import feedback
-
-    secrets = feedback.secret_lines(notebook.read(ps.source_notebook))
+    secrets = Assignment.of(ps).secrets
     assert secrets
     for path in (out / "feedback" / ps.id).rglob("*.html"):
         text = path.read_text()
@@ -156,7 +164,7 @@ def test_gradebook_matches_and_rerun_is_identical_without_duplicates(batch):
     with Gradebook(batch["db"]) as gb:
         before = {s.student.id: s.score for s in gb.assignment_submissions(ps.id)}
     assert before["good"] == 10 and before["stub"] == 0
-    again = grade.grade_batch(ps, batch["subs"], batch["out"], jobs=2, db_url=batch["db"], limits=LIMITS,
+    again = grade_batch(ps, batch["subs"], batch["out"], jobs=2, db_url=batch["db"], limits=LIMITS,
                               progress=False)
     assert {g.student_id: g.scores for g in again} == {k: v.scores for k, v in batch["graded"].items()}
     with Gradebook(batch["db"]) as gb:
@@ -181,7 +189,7 @@ def test_lms_zip_problems(toy_course, tmp_path):
     roster = tmp_path / "roster.csv"
     roster.write_text("student_id\nalice\nbob\n")
     out = tmp_path / "out"
-    graded = {g.student_id: g for g in grade.grade_batch(ps, zpath, out, jobs=2, db_url=f"sqlite:///{out}/gb.db",
+    graded = {g.student_id: g for g in grade_batch(ps, zpath, out, jobs=2, db_url=f"sqlite:///{out}/gb.db",
                                                            limits=LIMITS, roster={"alice", "bob"}, progress=False)}
     assert not (tmp_path.parent / "evil_attempt_2027-01-05-10-00-00_ps00.ipynb").exists()
     assert "evil" not in graded
@@ -204,7 +212,7 @@ def test_parallel_equals_serial(toy_course, tmp_path):
     runs = {}
     for jobs in (1, 2):
         out = tmp_path / f"out{jobs}"
-        runs[jobs] = {g.student_id: (g.scores, g.error) for g in grade.grade_batch(
+        runs[jobs] = {g.student_id: (g.scores, g.error) for g in grade_batch(
             ps, subs, out, jobs=jobs, db_url=f"sqlite:///{out}/gb.db", limits=LIMITS, progress=False)}
     assert runs[1] == runs[2]
 
@@ -222,7 +230,7 @@ def test_kill_9_half_way_then_rerun_finishes_and_keeps_work(toy_course, tmp_path
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{Path(corpus.__file__).parent / 'fixtures' / 'course'}"}
     script = (f"import sys; from coursekit import manifest, grade, sandbox; ps = manifest.load(__import__('pathlib').Path({str(ps.root / 'course.toml')!r}))[0]; "
-              f"grade.grade_batch(ps, __import__('pathlib').Path({str(subs)!r}), __import__('pathlib').Path({str(out)!r}), jobs=1, "
+              f"grade_batch(ps, __import__('pathlib').Path({str(subs)!r}), __import__('pathlib').Path({str(out)!r}), jobs=1, "
               f"db_url='sqlite:///{out}/gb.db', limits=sandbox.Limits(cell_timeout=10, grace=2), progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
     cache = out / "autograded" / ps.id
@@ -233,13 +241,14 @@ def test_kill_9_half_way_then_rerun_finishes_and_keeps_work(toy_course, tmp_path
     proc.wait()
     kept = {p.name: p.read_text() for p in cache.glob("*.json")}
     assert 3 <= len(kept) < 9
-    graded = grade.grade_batch(ps, subs, out, jobs=2, db_url=f"sqlite:///{out}/gb.db",
-                               limits=sandbox.Limits(cell_timeout=10, grace=2), progress=False)
+    graded = grade_batch(ps, subs, out, jobs=2, db_url=f"sqlite:///{out}/gb.db",
+                         limits=sandbox.Limits(cell_timeout=10, grace=2), progress=False)
     assert len(graded) == 9
     assert all(g.total == 10 for g in graded)
     for name, text in kept.items():  # what was graded before the kill was reused, not redone
         assert (cache / name).read_text() == text
-    assert json.loads(text)["key"].startswith(grade.grader_key(ps, sandbox.Limits(cell_timeout=10, grace=2)))
+    key = batches.grader_key(Assignment.of(ps), Settings(cell_timeout=10, grace=2, jobs=2).limits)
+    assert json.loads(text)["key"].startswith(key)
     shutil.rmtree(out)
 
 
@@ -248,10 +257,15 @@ def test_a_change_to_any_grader_file_invalidates_saved_grades(toy_course, tmp_pa
 
     pkg = tmp_path / "coursekit"
     shutil.copytree(Path(coursekit.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    before = grade.grader_key(toy_course, LIMITS, pkg)
-    for name in sorted(p.name for p in pkg.glob("*.py")):
-        original = (pkg / name).read_text()
-        (pkg / name).write_text(original + "\n# changed\n")
-        assert grade.grader_key(toy_course, LIMITS, pkg) != before, name
-        (pkg / name).write_text(original)
-    assert grade.grader_key(toy_course, LIMITS, pkg) == before
+    a = Assignment.of(toy_course)
+    (pkg / "notes.txt").write_text("a file that is not Python")
+    names = sorted(str(p.relative_to(pkg)) for p in pkg.rglob("*") if p.is_file())
+    assert "notebook.py" in names and "notes.txt" in names
+    before = batches.grader_key(a, LIMITS, pkg)
+    for name in names:
+        original = (pkg / name).read_bytes()
+        (pkg / name).write_bytes(original + b"\n# changed\n")
+        assert batches.grader_key(a, LIMITS, pkg) != before, name
+        (pkg / name).write_bytes(original)
+    assert batches.grader_key(a, LIMITS, pkg) == before
+    assert batches.grader_key(a, sandbox.Limits(cell_timeout=4.0), pkg) != before  # the limits count too

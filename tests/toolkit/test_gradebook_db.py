@@ -107,7 +107,9 @@ def two_sets(toy_course, tmp_path_factory):
 RUNNER = textwrap.dedent('''
     import sys
     from pathlib import Path
-    from coursekit import grade, manifest, sandbox
+    from coursekit import batch, gradebook, manifest
+    from coursekit.assignment import Assignment
+    from coursekit.settings import Settings
     toml, ps_id, subs, out, url = sys.argv[1:6]
     only = set(sys.argv[6].split(",")) if len(sys.argv) > 6 else None
     ps = next(p for p in manifest.load(Path(toml)) if p.id == ps_id)
@@ -118,9 +120,9 @@ RUNNER = textwrap.dedent('''
         for name in only:
             shutil.copyfile(src / f"{name}.ipynb", tmp / f"{name}.ipynb")
         src = tmp
-    graded = grade.grade_batch(ps, src, Path(out), jobs=1, db_url=url, progress=True,
-                               limits=sandbox.Limits(cell_timeout=20, grace=3))
-    print("gradebook:", grade.shown_url(url))
+    graded = batch.grade_batch(Assignment.of(ps), src, Settings(cell_timeout=20, grace=3, jobs=1, out=Path(out), db=url),
+                               progress=True)
+    print("gradebook:", gradebook.shown_url(url))
     for g in graded:
         print(g.student_id, g.total)
 ''')

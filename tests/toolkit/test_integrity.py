@@ -128,13 +128,14 @@ def _submission(stub, cell: str | None, double: str | None, mean_square: str | N
 RUNNER = textwrap.dedent('''
     import sys
     from pathlib import Path
-    from coursekit import grade, manifest, sandbox
+    from coursekit import batch, manifest, reports
+    from coursekit.assignment import Assignment
+    from coursekit.settings import Settings
     ps = manifest.load(Path(sys.argv[1]))[0]
-    limits = sandbox.Limits(cell_timeout=4.0, grace=2.0, memory_bytes=2 * 2**30)
-    graded = grade.grade_batch(ps, Path(sys.argv[2]), Path(sys.argv[3]), jobs=2, db_url=sys.argv[4], limits=limits,
-                               progress=True)
-    from coursekit import notebook
-    print(grade.summary_table(graded, notebook.read(ps.source_notebook)))
+    a = Assignment.of(ps)
+    settings = Settings(cell_timeout=4.0, grace=2.0, memory_gb=2, jobs=2, out=Path(sys.argv[3]), db=sys.argv[4])
+    graded = batch.grade_batch(a, Path(sys.argv[2]), settings, progress=True)
+    print(reports.summary_table(graded, a))
     for g in graded:
         print(g.student_id, g.total, g.flags, g.messages)
 ''')

@@ -5,11 +5,12 @@ import json
 
 import pytest
 
-from coursekit import feedback, manifest, notebook
+from coursekit import manifest, notebook
+from coursekit.assignment import Assignment
 
 
 def secrets(ps):
-    return feedback.secret_lines(notebook.read(ps.source_notebook))
+    return Assignment.of(ps).secrets
 
 
 @pytest.mark.parametrize("ps", manifest.select(None), ids=lambda p: p.id)

@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from coursekit import autograder, notebook, sandbox
+from coursekit.assignment import Assignment
 from coursekit.validate import instructor_submission
 
 pytestmark = pytest.mark.slow
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def toy_zip(toy_course):
-    return autograder.build(toy_course, sandbox.Limits(cell_timeout=3.0, grace=3.0, memory_bytes=2 * 2**30))
+    return autograder.build(Assignment.of(toy_course), sandbox.Limits(cell_timeout=3.0, grace=3.0, memory_bytes=2 * 2**30))
 
 
 def _write(tmp_path, name, nb):

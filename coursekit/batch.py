@@ -1,0 +1,151 @@
+"""Grade one submission, or a batch of one problem set into the course gradebook.
+
+Submissions are graded in parallel (each in its own pair of grading processes, see `sandbox`)
+and written to the gradebook from this process only, one at a time. Each result is also kept
+as JSON keyed by the submission's hash and the grader's version: re-running a batch (also
+after a kill -9) regrades only what changed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import assemble, collect, feedback, gradebook, reports, sandbox
+from .assignment import Assignment, Outputs
+from .scoring import Graded, score
+from .settings import Settings
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def grader_key(a: Assignment, limits: sandbox.Limits, package: Path = PACKAGE) -> str:
+    """What saved grades depend on: the instructor notebook, every file of the grader, the limits."""
+    h = hashlib.sha256()
+    h.update(a.source_bytes)
+    for path in sorted(package.rglob("*")):  # any change to the grader invalidates saved grades
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    h.update(repr(limits).encode())
+    return h.hexdigest()[:16]
+
+
+def grade_file(a: Assignment, path: Path | None, student_id: str,
+               limits: sandbox.Limits = sandbox.Limits()) -> tuple[Graded, list[sandbox.CellResult]]:
+    """Grade one submitted file. Never raises for a bad submission: it becomes ``Graded.error``."""
+    t0 = time.perf_counter()
+    if path is None:
+        return Graded.ungraded(a, student_id, "no notebook submitted"), []
+    try:
+        student_nb = assemble.load(path)
+    except assemble.SubmissionError as exc:
+        return Graded.ungraded(a, student_id, str(exc), [f"ungradable: {exc}"]), []
+    built = assemble.assemble(a, student_nb)
+    try:
+        results = sandbox.run_cells(built.plan, limits=limits)
+    except Exception as exc:  # noqa: BLE001 -- an internal failure must not stop the batch
+        return Graded.ungraded(a, student_id, f"grader failure: {type(exc).__name__}: {exc}",
+                               [f"grader failure: {type(exc).__name__}"]), []
+    s = score(results, a)
+    return Graded(student_id, a.id, s.scores, dict(a.max_scores), s.messages, s.flags, built.notes + s.notes,
+                  seconds=time.perf_counter() - t0, cell_seconds=sum(r.seconds for r in results),
+                  student_seconds=sum(r.student_seconds for r in results)), results
+
+
+class Progress:
+    """graded/total, failures and time left, on one line (or a line per item off a terminal)."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.done, self.failed, self.stream = total, 0, 0, stream
+        self.t0 = time.perf_counter()
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+
+    def update(self, g: Graded, cached: bool) -> None:
+        self.done += 1
+        self.failed += bool(g.error or g.flags)
+        elapsed = time.perf_counter() - self.t0
+        left = elapsed / self.done * (self.total - self.done)
+        width = 24
+        filled = int(width * self.done / max(1, self.total))
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} graded, "
+                f"{self.failed} flagged, {elapsed:.0f}s elapsed, ~{left:.0f}s left "
+                f"({g.student_id}{' cached' if cached else ''})")
+        if self.tty:
+            self.stream.write("\r" + line[:150].ljust(150))
+            if self.done == self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _load_saved(path: Path, key: str) -> Graded | None:
+    try:
+        data = json.loads(path.read_text())
+        return Graded(**data) if data.get("key") == key else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _save(path: Path, g: Graded) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(g.to_dict(), indent=1))
+    os.replace(tmp, path)
+
+
+def grade_batch(a: Assignment, submissions: Path, settings: Settings = Settings(), *,
+                roster: set[str] | None = None, progress: bool = True, use_cache: bool = True,
+                name_regexp: str = collect.ZIP_COLLECT_REGEXP) -> list[Graded]:
+    """Collect, grade (``settings.workers`` in parallel), record, and write the CSV and feedback
+    into ``settings.out_dir``. Returns one ``Graded`` per student, sorted by student id. Never
+    stops on a bad submission."""
+    out = Outputs(settings.out_dir, a.id)
+    limits = settings.limits
+    collected = collect.collect(Path(submissions), a.id, out.submitted, roster=roster, due=a.ps.due,
+                                name_regexp=name_regexp)
+    key = grader_key(a, limits)
+    out.saved.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Graded] = {}
+    bar = Progress(len(collected.submissions)) if progress else None
+    with gradebook.open_gradebook(settings.gradebook_url) as gb:
+        gradebook.sync_assignment(gb, a)
+
+        def work(sub: collect.Submission) -> tuple[Graded, bool]:
+            digest = hashlib.sha256(sub.path.read_bytes()).hexdigest()[:16] if sub.path else "none"
+            saved = out.saved_result(sub.student_id)
+            full_key = f"{key}-{digest}"
+            if use_cache and (g := _load_saved(saved, full_key)) is not None:
+                return g, True
+            g, _ = grade_file(a, sub.path, sub.student_id, limits)
+            g.key = full_key
+            g.notes = sub.notes + g.notes
+            g.flags = sub.flags + g.flags
+            g.timestamp = sub.timestamp.isoformat(sep=" ") if sub.timestamp else None
+            _save(saved, g)
+            return g, False
+
+        with cf.ThreadPoolExecutor(max_workers=settings.workers) as pool:
+            futures = {pool.submit(work, s): s for s in collected.submissions}
+            for fut in cf.as_completed(futures):
+                sub = futures[fut]
+                try:
+                    g, cached = fut.result()
+                except Exception as exc:  # noqa: BLE001 -- keep the batch going
+                    g = Graded.ungraded(a, sub.student_id, f"grader failure: {type(exc).__name__}: {exc}",
+                                        [f"grader failure: {type(exc).__name__}"])
+                    cached = False
+                gradebook.record(gb, g)  # the only writer
+                results[sub.student_id] = g
+                if bar:
+                    bar.update(g, cached)
+    graded = [results[k] for k in sorted(results)]
+    reports.write_csv(graded, a, out.csv)
+    feedback.write_all(graded, a, out)
+    for line in collected.rejected:
+        print(f"not graded: {line}", file=sys.stderr)
+    return graded
