@@ -137,17 +137,17 @@ def build(a: Assignment, limits: Limits = Limits()) -> Path:
     out = ps.autograder_dir
     if out.exists():
         shutil.rmtree(out)
-    (out / "tests").mkdir(parents=True)
+    ps.autograder_tests.mkdir(parents=True)
     for name, text in test_files(a).items():
-        (out / "tests" / name).write_text(text)
-    (out / "otter_config.json").write_text(json.dumps(otter_config(a, limits), indent=1))
-    (out / "requirements.txt").write_text(requirements(a))
+        (ps.autograder_tests / name).write_text(text)
+    ps.autograder_config.write_text(json.dumps(otter_config(a, limits), indent=1))
+    ps.autograder_requirements.write_text(requirements(a))
     zip_path = ps.autograder_zip
     with tempfile.TemporaryDirectory() as tmp:
         helper = Path(tmp) / HELPER_NAME
         shutil.copyfile(CHECKS_SOURCE, helper)
-        cmd = [str(Path(sys.executable).with_name("otter")), "generate", "-t", str(out / "tests"),
-               "-o", str(zip_path), "-c", str(out / "otter_config.json"), "-r", str(out / "requirements.txt"),
+        cmd = [str(Path(sys.executable).with_name("otter")), "generate", "-t", str(ps.autograder_tests),
+               "-o", str(zip_path), "-c", str(ps.autograder_config), "-r", str(ps.autograder_requirements),
                "--python-version", PYTHON_VERSION, str(helper)]
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True,
                               env={**_env(), "PYTHONPATH": str(ps.root)})

@@ -97,6 +97,18 @@ class ProblemSet:
         return self.autograder_dir / "autograder.zip"
 
     @property
+    def autograder_tests(self) -> Path:  # one otter test file per graded cell
+        return self.autograder_dir / "tests"
+
+    @property
+    def autograder_config(self) -> Path:
+        return self.autograder_dir / "otter_config.json"
+
+    @property
+    def autograder_requirements(self) -> Path:
+        return self.autograder_dir / "requirements.txt"
+
+    @property
     def demo_dir(self) -> Path:
         return Layout(self.root).demo / self.id
 

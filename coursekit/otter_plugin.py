@@ -43,6 +43,13 @@ def verdicts(plan_nb, submission, limits) -> dict[str, dict]:
     return out
 
 
+def limits_from(cfg: dict):
+    """The grading limits the zip was built with (`make autograder`'s CELL_TIMEOUT, MEMORY_GB)."""
+    from coursekit import sandbox
+
+    return sandbox.Limits(**{k: cfg[k] for k in ("cell_timeout", "grace", "memory_bytes") if k in cfg})
+
+
 class GradingPlugin(AbstractOtterPlugin):
     """Configured in otter_config.json: ``plan`` (the grading plan: the released notebook whose test
     cells carry the instructor's hidden tests) and the limits (cell_timeout, grace, memory_bytes)."""
@@ -50,11 +57,10 @@ class GradingPlugin(AbstractOtterPlugin):
     def before_execution(self, submission):
         if not isinstance(submission, nbformat.NotebookNode):
             return submission
-        from coursekit import sandbox
 
         cfg = dict(self.plugin_config or {})
         plan_nb = nbformat.reads(json.dumps(cfg.pop("plan")), as_version=4)
-        limits = sandbox.Limits(**{k: cfg[k] for k in ("cell_timeout", "grace", "memory_bytes") if k in cfg})
+        limits = limits_from(cfg)
         try:
             found = verdicts(plan_nb, submission, limits)
         except Exception as exc:  # noqa: BLE001 -- an ungradable submission scores 0 with its reason
