@@ -79,3 +79,43 @@ def test_in_place_changes_to_arguments_are_written_back():
                             "assert_close(a, np.full(3, 5.0))\nassert m.weight is w\n"
                             "assert_close(m.weight.detach(), torch.full((1, 2), 2.0))", "t", 1))
     assert r[-1].ok, r[-1]
+
+
+REF_SETUP = Cell(1, "setup", "from dlt_checks import reference\n"
+                             "def fresh(n):\n    return np.random.default_rng().random(n)\n"
+                             "SCALE = 2.0\n"
+                             "def scaled(n):\n    return SCALE * fresh(n)")
+
+
+def _reported(*cells) -> list[str]:
+    """Each test cell fails with the value it computed: equal messages = the same value."""
+    return [r.error for r in run(REF_SETUP, *cells) if r.kind == "test"]
+
+
+def test_reference_values_are_computed_once_and_reused_for_the_next_submission():
+    from coursekit import sandbox
+
+    sandbox.REFERENCES.clear()
+    cells = (Cell(2, "solution", "def g(n):\n    return np.random.default_rng().random(n)"),
+             Cell(3, "test", "v = reference(fresh, 3)\nassert False, repr(v)", "plain", 1),
+             Cell(4, "test", "v = reference(scaled, 3)\nassert False, repr(v)", "via_globals", 1),
+             Cell(5, "test", "v = reference(lambda n: g(n), 3)\nassert False, repr(v)", "calls_submission", 1),
+             Cell(6, "test", "k = 3\nv = reference(lambda: fresh(k))\nassert False, repr(v)", "reads_test_data", 1),
+             Cell(7, "test", "def outer(m):\n    return reference(lambda: fresh(m))\n"
+                             "v = outer(3)\nassert False, repr(v)", "closure", 1))
+    first, second = _reported(*cells), _reported(*cells)
+    assert all(m.startswith("AssertionError: array(") for m in first + second), first
+    same = [a == b for a, b in zip(first, second)]
+    # cached: plain data and code (also through a global it reads); not cached: a computation
+    # that calls into the submission, or that captured a value from an enclosing call
+    assert same == [True, True, False, True, False], (first, second)
+    assert 2 <= len(sandbox.REFERENCES) <= 3
+
+
+def test_a_reference_value_changes_when_its_inputs_or_code_change():
+    base = (Cell(3, "test", "v = reference(fresh, 3)\nassert False, repr(v)", "a", 1),)
+    again = _reported(*base)
+    assert _reported(*base) == again
+    assert _reported(Cell(3, "test", "v = reference(fresh, 4)\nassert False, repr(v)", "a", 1)) != again
+    other = Cell(1, "setup", REF_SETUP.source.replace("random(n)", "random(n) + 0"))
+    assert [r.error for r in run(other, *base) if r.kind == "test"] != again
