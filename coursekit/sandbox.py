@@ -91,38 +91,50 @@ class CellResult:
 
 _CTX = None
 _START_LOCK = threading.Lock()
+_CTX_LOCK = threading.Lock()
 
 
 def _context():
     global _CTX
-    if _CTX is None:
-        os.environ.setdefault("MPLBACKEND", "Agg")
-        ctx = mp.get_context("forkserver")
-        root = str(Path(__file__).resolve().parent.parent)
-        if root not in sys.path:
-            sys.path.insert(0, root)
-        ctx.set_forkserver_preload(PRELOAD)
-        _start_forkserver_without_secrets()
-        _CTX = ctx
+    with _CTX_LOCK:  # one fork server, started once, whichever grading thread gets here first
+        if _CTX is None:
+            os.environ.setdefault("MPLBACKEND", "Agg")
+            ctx = mp.get_context("forkserver")
+            root = str(Path(__file__).resolve().parent.parent)
+            if root not in sys.path:
+                sys.path.insert(0, root)
+            ctx.set_forkserver_preload(PRELOAD)
+            _start_forkserver_without_secrets()
+            _CTX = ctx
     return _CTX
 
 
 def _start_forkserver_without_secrets() -> None:
     """Start the fork server with a minimal environment: every grading process is forked from
-    it, and /proc/self/environ shows what it was started with, whatever a child clears later."""
-    from multiprocessing import forkserver
+    it, and /proc/self/environ shows what it was started with, whatever a child clears later.
+
+    The server is started through a wrapper that execs Python with ``env -i`` and the minimal
+    variables: this process's own environment is never touched (other threads may be reading
+    it, e.g. to find `alembic` on PATH)."""
+    import shlex
+    from multiprocessing import forkserver, spawn
 
     from ._child import minimal_environment
 
-    saved = dict(os.environ)
+    env = minimal_environment({"MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(
+        p for p in sys.path if p and os.path.isdir(p))})
+    folder = tempfile.mkdtemp(prefix="dlt-forkserver-")
+    wrapper = Path(folder) / "python"
+    assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+    wrapper.write_text(f"#!/bin/sh\nexec /usr/bin/env -i {assignments} {shlex.quote(sys.executable)} \"$@\"\n")
+    wrapper.chmod(0o700)
+    saved = spawn.get_executable()
     try:
-        os.environ.clear()
-        os.environ.update(minimal_environment({"MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(
-            p for p in sys.path if p and os.path.isdir(p))}))
+        spawn.set_executable(str(wrapper))
         forkserver.ensure_running()
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        spawn.set_executable(saved)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def allowed_read_paths() -> list[str]:
