@@ -31,6 +31,7 @@ def toy_nb(toy_course):
     return notebook.read(toy_course.source_notebook)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under xdist (`make test`), the tests of one file share their expensive module-level gradings, so
     they stay on one worker; the per-problem-set validations are independent and spread out."""
