@@ -430,7 +430,7 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
     checks._FORBID_HOOK = lambda names, message: _forbid_in_child(remote, names, message)
     from IPython.core.interactiveshell import InteractiveShell
 
-    shell = InteractiveShell.instance()
+    shell = InteractiveShell.instance(user_ns=SetupGlobals())
     shell.user_ns["__name__"] = "__main__"
     remote = Remote(child_conn.fileno(), child_pid, float(req["grace"]))
     remote.cell_timeout = float(req["cell_timeout"])
@@ -551,6 +551,22 @@ def _run_setup(remote: Remote, shell, cell: dict, timeout: float, result: dict) 
         result.update(ok=False, error="in the submission's process: " + _format_error(_as_exception(reply["error"])))
 
 
+class SetupGlobals(dict):
+    """The namespace of the read-only cells on this side. While a test runs, a name it lacks is
+    looked up in the submission: a helper of a read-only cell may call the student's function."""
+
+    remote: Remote | None = None
+
+    def __missing__(self, name: str):
+        remote = self.remote
+        if remote is None or not remote.alive or hasattr(builtins, name) or name.startswith("__"):
+            raise KeyError(name)
+        found = remote.value({"op": "lookup", "names": [name]})
+        if type(found) is dict and name in found:
+            return found[name]  # not kept: the next cell asks again
+        raise KeyError(name)
+
+
 def _run_test(remote: Remote, shell, cell: dict, timeout: float, test_vars: dict, result: dict) -> None:
     """Run a test cell here, with the submission's names it uses fetched as plain data or proxies."""
     code = compile(cell["source"], f"<test {cell.get('grade_id')}>", "exec")
@@ -568,9 +584,13 @@ def _run_test(remote: Remote, shell, cell: dict, timeout: float, test_vars: dict
     try:
         # the student's calls time out in their own process first (and report it); this is the backstop
         signal.setitimer(signal.ITIMER_REAL, max(0.01, remote.deadline + remote.grace - time.monotonic()))
+        if isinstance(shell.user_ns, SetupGlobals):
+            shell.user_ns.remote = remote
         exec(code, ns)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        if isinstance(shell.user_ns, SetupGlobals):
+            shell.user_ns.remote = None
         for key, value in ns.items():  # what this test defined is visible to later tests
             if (key not in shell.user_ns or shell.user_ns[key] is not value) and not (
                     key in fetched and fetched[key] is value):

@@ -168,7 +168,7 @@ def _enc_array(v, t) -> bytes | None:
     np = _numpy()
     if np is not None:
         if t is np.ndarray and v.dtype.name in _NUMPY_DTYPES:
-            a = np.ascontiguousarray(v)
+            a = v if v.flags["C_CONTIGUOUS"] else v.copy(order="C")  # (ascontiguousarray makes 0-d 1-d)
             return (b"A" + _str(a.dtype.str) + struct.pack(">Q", a.ndim) + struct.pack(f">{a.ndim}Q", *a.shape)
                     + struct.pack(">Q", a.nbytes) + a.tobytes())
         if isinstance(v, np.generic) and t.__module__ == "numpy" and np.dtype(t).name in _NUMPY_DTYPES:

@@ -119,3 +119,18 @@ def test_a_reference_value_changes_when_its_inputs_or_code_change():
     assert _reported(Cell(3, "test", "v = reference(fresh, 4)\nassert False, repr(v)", "a", 1)) != again
     other = Cell(1, "setup", REF_SETUP.source.replace("random(n)", "random(n) + 0"))
     assert [r.error for r in run(other, *base) if r.kind == "test"] != again
+
+
+def test_a_read_only_helper_may_call_the_students_function():
+    r = run(Cell(1, "setup", "def twice_of_student(x):\n    return 2 * student_fn(x)"),
+            Cell(2, "solution", "def student_fn(x):\n    return x + 1"),
+            Cell(3, "test", "assert_close(twice_of_student(np.ones(2)), 4 * np.ones(2))", "t", 1),
+            Cell(4, "test", "assert_close(twice_of_student(np.zeros(2)), 2 * np.zeros(2) + 3)", "t2", 1))
+    assert r[3].ok, r[3]
+    assert not r[4].ok and "yours 2, expected 3" in r[4].error  # it really called the student's code
+
+
+def test_zero_dimensional_arrays_keep_their_shape_across_the_boundary():
+    r = run(Cell(1, "solution", "def stats(x):\n    return {'mean': np.array(x.mean()), 'all': [np.array(1.0)]}"),
+            Cell(2, "test", "s = stats(np.ones(3))\nassert s['mean'].shape == () and s['all'][0].shape == (), s", "t", 1))
+    assert r[2].ok, r[2]
