@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 PS = "ps06"
 
 CELLS = {
-    "ex1": ["ex1_fgsm_linear", "ex1_fgsm_mlp", "ex1_pgd_linf", "ex1_pgd_l2", "ex1_min_perturbation"],
+    "ex1": ["ex1_fgsm_linear", "ex1_fgsm_mlp", "ex1_pgd_linf", "ex1_pgd_l2", "ex1_min_perturbation",
+            "ex1_attacks_on_cnn"],
     "ex2": ["ex2_latent_robustness", "ex2_rin_cdf", "ex2_fawzi_bound", "ex2_generator_lipschitz",
             "ex2_bound_any_classifier"],
     "ex3": ["ex3_hemisphere_expansion", "ex3_levy_bound", "ex3_eps_for_fraction", "ex3_isoperimetry_caps",
@@ -334,6 +335,10 @@ BUGS = {
     "ex6at_no_range_clip": ("C", "ex6at", [
         ("xa = (X + eps * gx.sign()).clamp(0.0, 1.0)", "xa = X + eps * gx.sign()")],
         ["ex6_adv_training_step"]),
+    # targeted PGD/BIM ascends the target's loss like the untargeted attack
+    "ex1_pgd_targeted_flag_ignored": ("D", "ex1", [
+        ("xa = xa.detach() + (-alpha if targeted else alpha) * g.sign()", "xa = xa.detach() + alpha * g.sign()")],
+        ["ex1_pgd_linf", "ex1_attacks_on_cnn"]),
     # a fresh Adam state at every step (sign-like steps without momentum)
     "ex6at_adam_state_reset_every_step": ("D", "ex6at", [
         ("        adam_update(params, grads, state, lr)", "        adam_update(params, grads, {}, lr)")],
