@@ -42,5 +42,7 @@ mathjax2_config = {
     },
     # the package ships the STIX-Web fonts only (as Jupyter's classic notebook used them)
     "HTML-CSS": {"availableFonts": [], "webFont": "STIX-Web", "imageFont": None, "preferredFont": None},
+    # the same HTML-CSS rendering in every browser (Chromium would otherwise get native MathML)
+    "MMLorHTML": {"prefer": "HTML"},
     "messageStyle": "none",
 }
