@@ -195,6 +195,10 @@ def paper_link(citation: str) -> str:
     return "https://scholar.google.com/scholar?q=" + urllib.parse.quote_plus(citation)
 
 
+def _link_label(url: str) -> str:
+    return "arXiv" if "arxiv.org" in url else "DOI" if "doi.org" in url else "Google Scholar"
+
+
 def _md_escape(s: str) -> str:
     return re.sub(r"([\\`*_\[\]<>|{}$])", r"\\\1", s)
 
@@ -244,7 +248,7 @@ def home_page(p: Plan) -> str:
     ]
     for week, q in enumerate(p.sets, 1):
         out += [f"### Week {week}: {_md_escape(q.title)}", ""]
-        out += [f"- {_md_escape(c)} [link]({paper_link(c)})" for c in q.papers]
+        out += [f"- {_md_escape(c)} [{_link_label(paper_link(c))}]({paper_link(c)})" for c in q.papers]
         out.append("")
     if p.released:
         out += ["```{toctree}", ":hidden:", ":maxdepth: 1", ""] + [q.id for q in p.released] + ["```", ""]
