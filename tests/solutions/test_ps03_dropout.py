@@ -1,7 +1,9 @@
 """Unit tests of solutions.ps03_dropout against independent oracles:
 torch.nn.functional.dropout (same RNG), torch.autograd, torch.optim.SGD / Adam, exhaustive enumeration
 of masks, Monte Carlo in numpy, closed-form moment generating functions, scipy.stats.gmean,
-sklearn Ridge / LinearRegression, cvxpy, numpy's nuclear norm."""
+sklearn Ridge / LinearRegression / LogisticRegression (dropout training on stacked noised copies),
+cvxpy, numpy's nuclear norm, and gradient descent by torch.optim.SGD on the mask-averaged loss
+(enumerated masks, no closed form) for the regularizer-only training of exercise 7."""
 
 import itertools
 
