@@ -1,7 +1,8 @@
 """Unit tests of solutions.ps06_adversarial against independent oracles: closed forms on linear
 models, torch.autograd, scipy.optimize (linprog, SLSQP), brute-force search along rays, Monte Carlo
 on the Gaussian latent and on the sphere, scipy.integrate of the law of a sphere coordinate,
-the CLT limit of that law, scipy.fft's DCT, and query counting by a black box that counts."""
+the CLT limit of that law, scipy.fft's DCT, query counting by a black box that counts, and
+torch.optim.Adam with torch.func.grad for adversarial training."""
 
 import math
 
