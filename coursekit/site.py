@@ -274,12 +274,19 @@ def bundle(ps: ProblemSet, dest: Path) -> Path:
 
 
 def _execute(nb, workdir: Path, timeout: int):
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # nbformat's "missing cell id" on the stripped source notebook
-        client.execute()
+    # IPC sockets in the scratch folder: nothing listens on TCP while the build runs
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(workdir / "kernel"))
+    client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # nbformat's "missing cell id" on the stripped source notebook
+            client.execute()
+    finally:
+        if km.has_kernel:  # a kernel manager passed in is not shut down by nbclient
+            km.shutdown_kernel(now=True)
     return nb
 
 
