@@ -111,7 +111,7 @@ def check_rendered(page, name: str) -> dict:
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.xdist_group("browser")
-def test_site(built, browser, output_dir):
+def test_site(browser, built, output_dir):
     p, out, base, build_s = built
     t0 = time.monotonic()
     released = [q.id for q in p.released]
