@@ -6,6 +6,7 @@
 #   make validate [PS=..]     stubs fail, solutions pass, same scores via coursekit, nbgrader and otter
 #   make grade PS=ps01 SUBMISSIONS=<folder or zip> [JOBS=2] [DB=sqlite:///...] [ROSTER=roster.csv]
 #   make bench [PS=..]        timings and memory -> bench/
+#   make site [DATE=2027-02-02] the course website -> build/site/ (what is released on DATE, default today)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -14,7 +15,7 @@ CK     := $(PY) -m coursekit
 TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 export PS SUBMISSIONS JOBS DB ROSTER CELL_TIMEOUT MEMORY_GB OUT
 
-.PHONY: venv demo test test-fast list check-source release check-release autograder try validate grade bench lint clean
+.PHONY: venv demo test test-fast list check-source release check-release autograder try validate grade bench site lint clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
@@ -59,6 +60,9 @@ grade: $(STAMP)
 
 bench: $(STAMP)
 	$(CK) bench
+
+site: $(STAMP)
+	$(PY) -m coursekit.site $(if $(DATE),--date $(DATE))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check coursekit solutions tests

@@ -164,7 +164,7 @@ def numerical_gradient(f, x, h=1e-5):
     return grad
 
 
-# ---------------------------------------------------------------- ex4: Kramer 1991
+# ---------------------------------------------------------------- ex4: Kramer 1991 (linear case, then nonlinear PCA)
 def principal_subspace(X, k):
     """Top-k principal directions and the spectrum of the (1/N) sample covariance of X.
 
@@ -200,6 +200,53 @@ def train_linear_autoencoder(X, k, generator, steps=2000, lr=0.1):
     return W_enc, W_dec
 
 
+def arc_pca_error(alpha):
+    """1-D PCA reconstruction error of an arc of the unit circle (the case Kramer's nonlinear PCA is built for).
+
+    Points x = (cos theta, sin theta) with theta uniform on [-alpha, alpha], in the limit of infinitely many
+    points; the error is the mean squared distance of x to its projection on the best line (the first principal
+    axis through the mean).
+
+    alpha: float in (0, pi]
+    returns: float
+    """
+    s = np.sin(2 * alpha) / (4 * alpha)
+    var_cos = 0.5 + s - (np.sin(alpha) / alpha) ** 2  # E cos^2 - (E cos)^2
+    var_sin = 0.5 - s  # E sin = 0
+    return float(min(var_cos, var_sin))  # the covariance is diagonal (theta -> -theta symmetry)
+
+
+def autoassociative_forward(X, params):
+    """Kramer's (1991) autoassociative network: tanh mapping layer, linear bottleneck, tanh demapping layer, linear output.
+
+    X: (N, D) float64; params: [W_map (D, M), b_map (M,), W_bot (M, k), b_bot (k,),
+    W_demap (k, M), b_demap (M,), W_out (M, D), b_out (D,)] float64 tensors
+    returns: (codes, X_hat) -- (N, k) bottleneck outputs and (N, D) reconstructions, float64
+    """
+    W_map, b_map, W_bot, b_bot, W_demap, b_demap, W_out, b_out = params
+    codes = torch.tanh(X @ W_map + b_map) @ W_bot + b_bot
+    return codes, torch.tanh(codes @ W_demap + b_demap) @ W_out + b_out
+
+
+def train_autoassociative(X, params, steps=150, lr=0.05):
+    """Train Kramer's autoassociative network by full-batch Adam on the mean squared reconstruction error.
+
+    The loss is the mean over the N samples of ||x_n - x_hat_n||^2 (squared error summed over the D features).
+
+    X: (N, D) float64; params: the 8 initial weight tensors of ``autoassociative_forward`` (not modified)
+    steps: int, number of Adam steps; lr: float, Adam's learning rate (other Adam settings torch's defaults)
+    returns: list of the 8 trained weight tensors, shapes as in ``params``, float64
+    """
+    p = [q.detach().clone().requires_grad_() for q in params]
+    opt = torch.optim.Adam(p, lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = ((autoassociative_forward(X, p)[1] - X) ** 2).sum(1).mean()
+        loss.backward()
+        opt.step()
+    return [q.detach() for q in p]
+
+
 # ---------------------------------------------------------------- ex5: Lawrence et al. 1997; He et al. 2016
 def conv2d(x, w, b, stride=1, padding=0):
     """2-D convolution layer (cross-correlation, as in Lawrence et al. 1997 and torch), via unfold.
@@ -228,6 +275,44 @@ def residual_block(x, W1, b1, W2, b2):
     return x + torch.relu(x @ W1 + b1) @ W2 + b2
 
 
+def deep_net_forward(X, params, residual):
+    """A deep fully connected network, plain or residual (He et al. 2016's comparison at equal depth).
+
+    h = X W_in + b_in; each block maps h to F(h) (plain) or h + F(h) (residual), F(h) = relu(h W1 + b1) W2 + b2;
+    output h W_out + b_out.
+
+    X: (N, D) float64; params: [W_in (D, w), b_in (w,), then W1 (w, w), b1 (w,), W2 (w, w), b2 (w,) for each
+    block, then W_out (w, C), b_out (C,)] float64 tensors; residual: bool
+    returns: (N, C) float64
+    """
+    h = X @ params[0] + params[1]
+    for j in range(2, len(params) - 2, 4):
+        W1, b1, W2, b2 = params[j:j + 4]
+        h = residual_block(h, W1, b1, W2, b2) if residual else torch.relu(h @ W1 + b1) @ W2 + b2
+    return h @ params[-2] + params[-1]
+
+
+def train_deep_net(X, Y, params, residual, steps, lr):
+    """Train ``deep_net_forward`` by full-batch Adam on the mean squared error, from the given weights.
+
+    X: (N, D), Y: (N, C) float64; params: initial weights as in ``deep_net_forward`` (not modified);
+    residual: bool; steps: int; lr: float, Adam's learning rate (other settings torch's defaults)
+    returns: (steps + 1,) float64 -- the training loss (mean over the N C entries) before each step and after the last
+    """
+    p = [q.detach().clone().requires_grad_() for q in params]
+    opt = torch.optim.Adam(p, lr=lr)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = ((deep_net_forward(X, p, residual) - Y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    with torch.no_grad():
+        losses.append(((deep_net_forward(X, p, residual) - Y) ** 2).mean().item())
+    return torch.tensor(losses, dtype=torch.float64)
+
+
 # ---------------------------------------------------------------- ex6: Vaswani et al. 2017
 def scaled_dot_product_attention(q, k, v, mask=None):
     """Scaled dot-product attention (Vaswani et al. 2017, eq. 1): softmax(q k^T / sqrt(d_k)) v.
@@ -243,9 +328,8 @@ def scaled_dot_product_attention(q, k, v, mask=None):
 
 
 def sinusoidal_positional_encoding(L, d):
-    """Sinusoidal positional encoding (Vaswani et al. 2017, Sec. 3.5).
-
-    PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).
+    """Sinusoidal positional encoding (Vaswani et al. 2017, Sec. 3.5): PE[pos, 2i] = sin(pos / 10000^(2i/d)),
+    PE[pos, 2i+1] = cos(pos / 10000^(2i/d)) (the definition; the notebook states it in markdown).
 
     L: int, number of positions; d: int, even model width
     returns: (L, d) float64 tensor
@@ -257,6 +341,22 @@ def sinusoidal_positional_encoding(L, d):
     pe[:, 0::2] = torch.sin(angle)
     pe[:, 1::2] = torch.cos(angle)
     return pe
+
+
+def pe_shift_matrix(k, d):
+    """The linear map that shifts the sinusoidal positional encoding by k positions (Vaswani et al. 2017, Sec. 3.5).
+
+    k: int (any sign), the shift; d: int, even model width
+    returns: (d, d) float64 tensor T with sinusoidal_positional_encoding(L, d)[t + k] == T @ ...[t] for all t
+    """
+    omega = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)  # (d/2,)
+    c, s = torch.cos(k * omega), torch.sin(k * omega)
+    T = torch.zeros(d, d, dtype=torch.float64)
+    T[0::2, 0::2] = torch.diag(c)  # sin(w (t + k)) = sin(w t) cos(w k) + cos(w t) sin(w k)
+    T[0::2, 1::2] = torch.diag(s)
+    T[1::2, 0::2] = torch.diag(-s)  # cos(w (t + k)) = cos(w t) cos(w k) - sin(w t) sin(w k)
+    T[1::2, 1::2] = torch.diag(c)
+    return T
 
 
 # ---------------------------------------------------------------- ex7: Ledig et al. 2017
@@ -274,10 +374,26 @@ def pixel_shuffle(x, r):
 
 
 def psnr(x, y, max_val=1.0):
-    """Peak signal-to-noise ratio per image, the SR metric reported by Ledig et al. 2017 (Tables 1-2): 10 log10(max^2 / MSE).
+    """Peak signal-to-noise ratio per image, the SR metric reported by Ledig et al. 2017 (Tables 1-2), 10 log10(max^2 / MSE).
 
     x, y: (N, C, H, W) float64 tensors; max_val: float, the largest possible pixel value
     returns: (N,) float64, the PSNR in dB of each image pair (MSE over C, H, W of that image)
     """
     mse = ((x - y) ** 2).flatten(1).mean(1)
     return 10 * torch.log10(max_val**2 / mse)
+
+
+def expected_psnr_gaussian(sigma, n_pixels, max_val=1.0):
+    """Expected PSNR (dB) of an image of n_pixels values corrupted by i.i.d. N(0, sigma^2) noise (no clipping).
+
+    The expectation is over the noise; the PSNR of one draw is that of ``psnr`` between the noisy and the clean image.
+    n MSE / sigma^2 is chi^2_n, so E PSNR = 10 log10(max^2 / sigma^2) - 10 / ln 10 * (digamma(n / 2) + ln(2 / n)).
+
+    sigma: float > 0; n_pixels: int >= 1 (all channels and pixels of the image); max_val: float
+    returns: float
+    """
+    from scipy.special import digamma
+
+    # n MSE / sigma^2 ~ chi^2_n = 2 Gamma(n / 2), and E log Gamma(a) = digamma(a)
+    e_log_mse = 2 * np.log(sigma) + np.log(2.0 / n_pixels) + digamma(n_pixels / 2)
+    return float(10 * np.log10(max_val**2) - 10 / np.log(10) * e_log_mse)

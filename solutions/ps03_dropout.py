@@ -19,6 +19,7 @@ __all__ = [
     "dropout_linreg_solution",
     "logistic_dropout_excess",
     "wager_penalty",
+    "fit_dropout_logistic",
     "dropout_ensemble",
     "nwgm",
     "dropout_mf_expected_loss",
@@ -27,6 +28,7 @@ __all__ = [
     "train_dropout_mf",
     "dropout_net_loss",
     "explicit_regularizer",
+    "train_two_layer",
 ]
 
 
@@ -108,6 +110,35 @@ def wager_penalty(X, beta, delta):
     """
     pi = torch.sigmoid(X @ beta)
     return 0.5 * delta / (1 - delta) * ((pi * (1 - pi)) @ ((X * X) @ (beta * beta)))
+
+
+def fit_dropout_logistic(X, y, delta, masks, lam):
+    """Dropout training of logistic regression on M noised copies of the data (Wager, Wang & Liang
+    2013, Sec. 2: dropout as feature noising): the minimiser over beta of
+    (1/M) sum_m sum_i [A(x~_i^(m) . beta) - y_i x~_i^(m) . beta] + (lam/2) ||beta||^2,
+    x~_ij^(m) = x_ij z_ij^(m) / (1 - delta), z^(m) = masks[m], A(s) = log(1 + e^s). The objective is
+    convex (strictly for lam > 0); solved by L-BFGS to a gradient below 1e-8 in every coordinate.
+
+    X: (N, D) float64; y: (N,) float64 in {0, 1}; delta: float in [0, 1), drop probability
+    masks: (M, N, D) bool, True = feature kept; lam: float >= 0
+    returns: (D,) float64
+    """
+    from scipy.optimize import minimize
+
+    M, N, D = masks.shape
+    Xt = (masks.to(X.dtype) * X / (1 - delta)).reshape(M * N, D)
+    yt = y.repeat(M)
+
+    def fun(b):
+        b = torch.as_tensor(b, dtype=X.dtype)
+        s = Xt @ b
+        obj = (torch.nn.functional.softplus(s) - yt * s).sum() / M + 0.5 * lam * (b @ b)
+        grad = Xt.T @ (torch.sigmoid(s) - yt) / M + lam * b
+        return float(obj), grad.numpy()
+
+    res = minimize(fun, torch.zeros(D, dtype=X.dtype).numpy(), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 10000, "gtol": 1e-10, "ftol": 1e-15})
+    return torch.as_tensor(res.x, dtype=X.dtype)
 
 
 # ---------------------------------------------------------------- exercise 4
@@ -261,3 +292,38 @@ def explicit_regularizer(U, W, X, p, activation):
     """
     Hid = activation(X @ W.T)
     return (1 - p) / p * ((U * U).sum(dim=0) * (Hid * Hid).mean(dim=0)).sum()
+
+
+# ---------------------------------------------------------------- exercise 7
+def train_two_layer(U0, W0, X, Y, p, lrs, masks, activation, mode):
+    """Full-batch gradient descent on a two-layer network f(x) = U act(W x) with one of three
+    objectives (Arora, Bartlett, Mianjy & Srebro 2021: does the explicit regularizer alone
+    reproduce dropout?). Step t: (U, W) <- (U, W) - lrs[t] * grad L_t(U, W), both gradients at the
+    current point, with
+      mode "plain":    L_t = mean_n ||y_n - U act(W x_n)||^2
+      mode "dropout":  L_t = dropout_net_loss(U, W, X, Y, p, masks[t], activation)
+      mode "explicit": L_t = plain loss + explicit_regularizer(U, W, X, p, activation).
+
+    U0: (K, H) float64; W0: (H, D) float64; X: (N, D) float64; Y: (N, K) float64
+    p: float in (0, 1], keep probability; lrs: (T,) float64 step sizes
+    masks: (T, N, H) bool (used by mode "dropout" only; may be None otherwise)
+    activation: callable, elementwise; mode: "plain", "dropout" or "explicit"
+    returns: U (K, H), W (H, D), float64 (float32 also accepted), after T steps
+    """
+    if mode not in ("plain", "dropout", "explicit"):
+        raise ValueError(f"unknown mode {mode!r}")
+    U, W = U0.clone(), W0.clone()
+    for t in range(lrs.shape[0]):
+        U.requires_grad_(True)
+        W.requires_grad_(True)
+        Hid = activation(X @ W.T)
+        if mode == "dropout":
+            R = Y - (Hid * masks[t].to(X.dtype) / p) @ U.T
+        else:
+            R = Y - Hid @ U.T
+        loss = (R * R).sum(dim=1).mean()
+        if mode == "explicit":
+            loss = loss + (1 - p) / p * ((U * U).sum(dim=0) * (Hid * Hid).mean(dim=0)).sum()
+        gU, gW = torch.autograd.grad(loss, (U, W))
+        U, W = (U - lrs[t] * gU).detach(), (W - lrs[t] * gW).detach()
+    return U, W

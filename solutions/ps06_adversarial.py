@@ -34,6 +34,8 @@ __all__ = [
     "subspace_random_search",
     "semantic_gap_attack",
     "universal_perturbation",
+    "adam_update",
+    "fgsm_adversarial_training",
 ]
 
 
@@ -348,3 +350,49 @@ def universal_perturbation(model, X, y, eps, alpha, steps):
         (g,) = torch.autograd.grad(loss, v)
         v = (v.detach() + alpha * g.sign()).clamp(-eps, eps)
     return v
+
+
+def adam_update(params, grads, state, lr):
+    """One Adam step (Kingma & Ba 2015, torch.optim.Adam's defaults: betas (0.9, 0.999), eps 1e-8) on the
+    tensors ``params``, in place. The notebook's read-only victims cell holds the same helper.
+
+    params, grads: lists of tensors of equal shapes; state: dict, empty before the first step
+    (it keeps the step count and the moment estimates); lr: float
+    """
+    if not state:
+        state["t"] = 0
+        state["m"] = [torch.zeros_like(p) for p in params]
+        state["v"] = [torch.zeros_like(p) for p in params]
+    state["t"] += 1
+    t = state["t"]
+    with torch.no_grad():
+        for p, g_, m_, v_ in zip(params, grads, state["m"], state["v"]):
+            m_.mul_(0.9).add_(g_, alpha=0.1)
+            v_.mul_(0.999).addcmul_(g_, g_, value=0.001)
+            p.sub_(lr * (m_ / (1 - 0.9**t)) / ((v_ / (1 - 0.999**t)).sqrt() + 1e-8))
+
+
+def fgsm_adversarial_training(model, X, y, eps, lr, steps):
+    """FGSM adversarial training (Goodfellow et al. 2015; with FGSM examples on time series in
+    Rathore et al. 2020): full-batch Adam (``adam_update``) on the mean cross-entropy of the FGSM
+    examples of the *current* model, crafted afresh at every step and clipped to [0, 1].
+
+    model: nn.Module (N, D) float64 -> (N, K) logits, parameters requiring grad, trained in place;
+    X: (N, D) float64 in [0, 1]; y: (N,) int64; eps: float >= 0 (0: ordinary training);
+    lr: float; steps: int >= 0
+    returns: (steps,) float64, the mean cross-entropy on the adversarial batch at each step,
+    before that step's update
+    """
+    params = list(model.parameters())
+    X = X.detach()
+    state = {}
+    losses = torch.zeros(steps, dtype=X.dtype)
+    for t in range(steps):
+        xr = X.clone().requires_grad_(True)
+        (gx,) = torch.autograd.grad(F.cross_entropy(model(xr), y), xr)
+        xa = (X + eps * gx.sign()).clamp(0.0, 1.0)
+        loss = F.cross_entropy(model(xa), y)
+        grads = torch.autograd.grad(loss, params)
+        adam_update(params, grads, state, lr)
+        losses[t] = loss.detach()
+    return losses

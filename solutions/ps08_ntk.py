@@ -20,6 +20,33 @@ import math
 import torch
 
 
+def relu_nngp(X1, X2, depth, weight_var=2.0, bias_var=0.0):
+    """NNGP kernel: covariance of the outputs at initialisation of an infinitely wide ReLU network.
+
+    Neal (1996) for one hidden layer; Lee et al. (2018) and Matthews et al. (2018) for any depth; Jacot et al.
+    (2018, Proposition 1) in the NTK parameterisation. With the arc-cosine kernel of degree 1 (Cho & Saul 2009):
+    Sigma^(l+1)(x, x') = sigma_w^2 sqrt(q q') (sin t + (pi - t) cos t) / (2 pi) + sigma_b^2, cos t = Sigma^(l) / sqrt(q q').
+
+    X1: (N, D) float64 -- inputs (nonzero rows, or bias_var > 0)
+    X2: (M, D) float64
+    depth: int >= 0 -- number of hidden layers L (depth 0 is the linear kernel)
+    weight_var: float -- sigma_w^2;  bias_var: float -- sigma_b^2
+    returns: (N, M) float64 -- Sigma^(L+1)(X1, X2) = lim Cov(f(X1), f(X2))
+    """
+    d = X1.shape[1]
+    sigma = weight_var * (X1 @ X2.T) / d + bias_var
+    q1 = weight_var * (X1 * X1).sum(dim=1) / d + bias_var
+    q2 = weight_var * (X2 * X2).sum(dim=1) / d + bias_var
+    for _ in range(depth):
+        norm = torch.sqrt(q1[:, None] * q2[None, :])
+        cos = torch.clamp(sigma / norm, -1.0, 1.0)
+        angle = torch.arccos(cos)
+        sigma = weight_var * norm * (torch.sin(angle) + (math.pi - angle) * cos) / (2 * math.pi) + bias_var
+        q1 = weight_var * q1 / 2 + bias_var
+        q2 = weight_var * q2 / 2 + bias_var
+    return sigma
+
+
 def relu_ntk(X1, X2, depth, weight_var=2.0, bias_var=0.0):
     """Analytic NTK of a depth-``depth`` ReLU network in the NTK parameterisation.
 
@@ -124,6 +151,45 @@ def linearized_predictions(ntk_train, ntk_test, f0_train, f0_test, y, lr, steps)
     gain = torch.where(tiny, lr * steps * torch.ones_like(evals), (1 - decay) / safe)
     f_test = f0_test - ntk_test @ (evecs @ (gain * coef))
     return f_train, f_test
+
+
+def critical_lr(model, X):
+    """Largest stable learning rate of gradient descent on the linearisation of ``model`` (summed squared loss).
+
+    The linearised residual evolves as r_{k+1} = (I - lr Theta) r_k with Theta = Theta_hat(X, X) the empirical NTK,
+    so gradient descent converges from every initial residual iff 0 < lr < 2 / lambda_max(Theta).
+
+    model: torch.nn.Module with scalar outputs;  X: (N, D) training inputs (same dtype as the model)
+    returns: float -- 2 / lambda_max(Theta_hat(X, X))
+    """
+    return 2.0 / torch.linalg.eigvalsh(empirical_ntk(model, X, X)).max().item()
+
+
+def linearization_gap(model, X, y, X_test, lr, steps):
+    """Distance between a network and its linearisation along gradient-descent training (Lee et al. 2019, Thm 2.1).
+
+    Trains ``model`` in place by ``steps`` steps theta <- theta - lr grad 1/2 sum_i (f(x_i) - y_i)^2 and compares
+    its test outputs after every step with those of its linearisation around the parameters at the call, trained
+    the same way (``linearized_predictions`` with the empirical NTK at the call).
+
+    model: torch.nn.Module with scalar outputs;  X: (N, D);  y: (N,);  X_test: (M, D);  lr: float;  steps: int >= 0
+    returns: (steps + 1,) tensor -- entry k is ||f_k(X_test) - f^lin_k(X_test)||_2 after k steps (entry 0 is 0)
+    """
+    with torch.no_grad():
+        f0, f0_test = model(X).reshape(-1), model(X_test).reshape(-1)
+    ntk, ntk_test = empirical_ntk(model, X, X), empirical_ntk(model, X_test, X)
+    params = list(model.parameters())
+    gaps = []
+    for k in range(steps + 1):
+        _, f_lin = linearized_predictions(ntk, ntk_test, f0, f0_test, y, lr, k)
+        with torch.no_grad():
+            gaps.append((model(X_test).reshape(-1) - f_lin).norm())
+        if k < steps:
+            grads = torch.autograd.grad(0.5 * ((model(X).reshape(-1) - y) ** 2).sum(), params)
+            with torch.no_grad():
+                for p, g in zip(params, grads):
+                    p -= lr * g
+    return torch.stack(gaps)
 
 
 def arora_gram(X):

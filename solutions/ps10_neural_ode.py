@@ -8,6 +8,8 @@ the order of ``list(f.parameters())``. Every tensor is float64 unless stated.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -20,6 +22,14 @@ __all__ = [
     "hutchinson_variance",
     "growth_rate",
     "steady_state_penalty",
+    "euler_monotone_step",
+    "flow_map_slope",
+    "robustness_measures",
+    "tisode_comparison",
+    "digits_pca",
+    "AutonomousField",
+    "OdeClassifier",
+    "train_ode_classifier",
     "displacement_interpolation",
     "gaussian_ot_map",
     "line_shape_score",
@@ -186,6 +196,93 @@ def steady_state_penalty(f, z0, T, steps):
     return (zs[-1] - zs[steps]).norm(dim=1).mean()
 
 
+def euler_monotone_step(slope_min):
+    """The largest step size h* such that, for every h in (0, h*), the explicit Euler map
+    x -> x + h f(x) is strictly increasing for every continuously differentiable field
+    f: R -> R with f'(x) >= slope_min for all x (so one Euler step never swaps two points).
+
+    slope_min: float, a lower bound on f' (any sign)
+    returns: float > 0, math.inf when every step size works
+    """
+    return math.inf if slope_min >= 0 else -1.0 / slope_min
+
+
+def flow_map_slope(f, x0, T, steps):
+    """One-dimensional flow dx/dt = f(t, x): the end points x(T) and the slopes d x(T) / d x(0)
+    of the flow map at each initial point, with `steps` classical RK4 steps.
+
+    f:     callable f(t, x) -> (B, 1) for x (B, 1); acts row by row, differentiable in x
+    x0:    (B,) float64 initial points
+    T:     float > 0
+    steps: int >= 1
+    returns: xT (B,) float64, slope (B,) float64
+    """
+
+    def aug(t, y):
+        with torch.enable_grad():
+            x = y[:, :1].detach().requires_grad_(True)
+            fx = f(t, x)
+            (d,) = torch.autograd.grad(fx.sum(), x)
+        return torch.cat([fx.detach(), d], dim=1)
+
+    y0 = torch.stack([x0, torch.zeros_like(x0)], dim=1)
+    yT = rk4_solve(aug, y0, torch.linspace(0.0, T, steps + 1, dtype=x0.dtype))[-1]
+    return yT[:, 0], torch.exp(yT[:, 1])
+
+
+def robustness_measures(field, readout, X, y, noise, T, steps):
+    """Noise robustness of a neural ODE classifier x -> readout(z(T)), dz/dt = field(t, z), z(0) = x
+    (Yan et al. 2019): accuracies with and without input noise, how much the final state moves per
+    unit of input noise, and how far the final states are from being steady. z(T) by `steps`
+    classical RK4 steps.
+
+    field:   torch.nn.Module, time-invariant field f(t, z) -> (B, D)
+    readout: torch.nn.Linear, (B, D) -> (B, C) logits
+    X:       (m, D) float64 inputs; y: (m,) int64 labels
+    noise:   (L, m, D) float64 input perturbations, every row nonzero
+    T:       float > 0; steps: int >= 1
+    returns: dict of
+        "accuracy": float, accuracy on X
+        "noisy_accuracy": (L,) float64 numpy array, accuracy on X + noise[l]
+        "sensitivity": (L,) float64 numpy array, mean over i of ||z_T(x_i + noise[l, i]) - z_T(x_i)|| / ||noise[l, i]||
+        "drift": float, mean over i of ||f(z_T(x_i))||
+        "steady_state": float, the TisODE term steady_state_penalty(field, X, T, steps)
+    """
+    grid = torch.linspace(0.0, T, steps + 1, dtype=X.dtype)
+    with torch.no_grad():
+        zT = rk4_solve(field, X, grid)[-1]
+        acc = (readout(zT).argmax(dim=1) == y).double().mean()
+        noisy, sens = [], []
+        for d in noise:
+            zN = rk4_solve(field, X + d, grid)[-1]
+            noisy.append(float((readout(zN).argmax(dim=1) == y).double().mean()))
+            sens.append(float(((zN - zT).norm(dim=1) / d.norm(dim=1)).mean()))
+        drift = field(T, zT).norm(dim=1).mean()
+        ss = steady_state_penalty(field, X, T, steps)
+    return {"accuracy": float(acc), "noisy_accuracy": np.array(noisy), "sensitivity": np.array(sens),
+            "drift": float(drift), "steady_state": float(ss)}
+
+
+def tisode_comparison(data, lam, seeds, noise):
+    """Seed-by-seed comparison of a vanilla neural ODE classifier with one trained with the
+    TisODE steady-state penalty (Yan et al. 2019), both trained by the notebook's helper
+    train_ode_classifier(data, lam, seed, penalty) (lam = 0: vanilla), penalty steady_state_penalty.
+
+    data:  dict "Xtr" (n, D) float64, "ytr" (n,) int64, "Xte" (m, D) float64, "yte" (m,) int64
+    lam:   float > 0, the weight of the steady-state penalty
+    seeds: list of S ints
+    noise: (L, m, D) float64 perturbations of the test inputs
+    returns: dict with the keys of robustness_measures, each a float64 numpy array of shape (S, 2)
+             (scalars) or (S, 2, L); [:, 0] vanilla, [:, 1] TisODE, measured
+             on data["Xte"], data["yte"], noise
+    """
+    rows = []
+    for seed in seeds:
+        models = [train_ode_classifier(data, w, seed, steady_state_penalty) for w in (0.0, lam)]
+        rows.append([robustness_measures(m.field, m.readout, data["Xte"], data["yte"], noise, m.T, m.steps) for m in models])
+    return {k: np.array([[r[k] for r in row] for row in rows]) for k in rows[0][0]}
+
+
 # ---------------------------------------------------------------- exercise 4
 def displacement_interpolation(x0, x1, t):
     """McCann's displacement interpolation between two uniform empirical measures with the same
@@ -308,3 +405,84 @@ def width_convergence_rate(x0, sigma, T, generator):
             sq += float(((xN - ref) ** 2).sum(dim=1).mean())
         errs.append((sq / seeds) ** 0.5)
     return np.array(ms, dtype=float), np.array(errs), float(np.polyfit(np.log(ms), np.log(errs), 1)[0])
+
+
+# ------------------------------------------- notebook helpers (read-only cell "ex3_digits")
+# The notebook's read-only cell holds these definitions verbatim (a unit test checks it); in the
+# notebook, rk4_solve is the student's.
+def digits_pca(n_train=300, n_test=500, dim=8, seed=0):
+    """scikit-learn's 8x8 digits (pixels / 16), split at random, projected on the top `dim` principal
+    axes of the training images (signs fixed), all scaled by one factor so that the first coordinate
+    has unit variance on the training set. Returns a dict of tensors Xtr, ytr, Xte, yte."""
+    import importlib.util
+    import os
+
+    # the file behind sklearn.datasets.load_digits, read without importing scikit-learn (faster)
+    path = os.path.join(importlib.util.find_spec("sklearn").submodule_search_locations[0], "datasets", "data", "digits.csv.gz")
+    raw = np.loadtxt(path, delimiter=",")
+    X, y = raw[:, :-1], raw[:, -1].astype(np.int64)
+    perm = np.random.default_rng(seed).permutation(len(X))
+    tr, te = perm[:n_train], perm[n_train:n_train + n_test]
+    Xs = X / 16.0
+    mu = Xs[tr].mean(axis=0)
+    _, s, Vt = np.linalg.svd(Xs[tr] - mu, full_matrices=False)
+    V = Vt[:dim] * np.where(Vt[:dim][np.arange(dim), np.abs(Vt[:dim]).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]
+    P = V.T / (s[0] / math.sqrt(n_train - 1))
+
+    def proj(A):
+        return torch.tensor((A - mu) @ P, dtype=torch.float64)
+
+    return {"Xtr": proj(Xs[tr]), "ytr": torch.tensor(y[tr]), "Xte": proj(Xs[te]), "yte": torch.tensor(y[te])}
+
+
+class AutonomousField(torch.nn.Module):
+    """f(t, z) = U tanh(W z + b) for each row z of a (B, D) batch: time-invariant (t is ignored)."""
+
+    def __init__(self, D, H, generator):
+        super().__init__()
+        self.W = torch.nn.Parameter(torch.randn(H, D, generator=generator, dtype=torch.float64) / math.sqrt(D))
+        self.b = torch.nn.Parameter(0.1 * torch.randn(H, generator=generator, dtype=torch.float64))
+        self.U = torch.nn.Parameter(torch.randn(D, H, generator=generator, dtype=torch.float64) / math.sqrt(H))
+
+    def forward(self, t, z):
+        return torch.tanh(z @ self.W.T + self.b) @ self.U.T
+
+
+class OdeClassifier(torch.nn.Module):
+    """logits(x) = readout(z(T)), dz/dt = field(t, z), z(0) = x; z(T) by `steps` RK4 steps (rk4_solve)."""
+
+    def __init__(self, D, H, seed, classes=10, T=1.0, steps=1):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.field = AutonomousField(D, H, g)
+        self.readout = torch.nn.Linear(D, classes, dtype=torch.float64)
+        with torch.no_grad():
+            self.readout.weight.copy_(torch.randn(classes, D, generator=g, dtype=torch.float64) / math.sqrt(D))
+            self.readout.bias.zero_()
+        self.T, self.steps = T, steps
+
+    def features(self, x):
+        return rk4_solve(self.field, x, torch.linspace(0.0, self.T, self.steps + 1, dtype=torch.float64))[-1]
+
+    def forward(self, x):
+        return self.readout(self.features(x))
+
+
+_TRAINED = {}  # (seed, lam, penalty, data) -> trained model: the figure reuses the graded run
+
+
+def train_ode_classifier(data, lam, seed, penalty, hidden=16, iters=60, lr=0.1):
+    """Full-batch Adam on cross-entropy + lam * penalty(model.field, Xtr, model.T, model.steps)."""
+    key = (seed, float(lam), getattr(penalty, "__name__", ""), float(data["Xtr"].sum()), hidden, iters, lr)
+    if key not in _TRAINED:
+        model = OdeClassifier(data["Xtr"].shape[1], hidden, seed)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        for _ in range(iters):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(data["Xtr"]), data["ytr"])
+            if lam:
+                loss = loss + lam * penalty(model.field, data["Xtr"], model.T, model.steps)
+            loss.backward()
+            opt.step()
+        _TRAINED[key] = model
+    return _TRAINED[key]

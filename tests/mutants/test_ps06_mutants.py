@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 PS = "ps06"
 
 CELLS = {
-    "ex1": ["ex1_fgsm_linear", "ex1_fgsm_mlp", "ex1_pgd_linf", "ex1_pgd_l2", "ex1_min_perturbation"],
+    "ex1": ["ex1_fgsm_linear", "ex1_fgsm_mlp", "ex1_pgd_linf", "ex1_pgd_l2", "ex1_min_perturbation",
+            "ex1_attacks_on_cnn"],
     "ex2": ["ex2_latent_robustness", "ex2_rin_cdf", "ex2_fawzi_bound", "ex2_generator_lipschitz",
             "ex2_bound_any_classifier"],
     "ex3": ["ex3_hemisphere_expansion", "ex3_levy_bound", "ex3_eps_for_fraction", "ex3_isoperimetry_caps",
@@ -26,9 +27,11 @@ CELLS = {
     "ex4": ["ex4_feasible", "ex4_queries_counted", "ex4_success_rate"],
     "ex5": ["ex5_dct_basis", "ex5_search_constraints", "ex5_lowfreq_fewer_queries"],
     "ex6": ["ex6_semantic_gap", "ex6_universal", "ex6_universal_fooling"],
+    "ex6at": ["ex6_adv_training_step", "ex6_adv_training_robust"],   # exercise 6(c): its own solution cell
 }
 SOLUTION_CELL = {"ex1": "ex1_white_box", "ex2": "ex2_any_classifier", "ex3": "ex3_inevitable", "ex4": "ex4_nattack",
-                 "ex5": "ex5_projection", "ex6": "ex6_time_series"}
+                 "ex5": "ex5_projection", "ex6": "ex6_time_series",
+                 "ex6at": "ex6_adversarial_training"}
 
 # --- correct alternatives ------------------------------------------------------------------------
 
@@ -216,6 +219,23 @@ def universal_perturbation(model, X, y, eps, alpha, steps):
     return v[0]
 '''
 
+ALT_EX6AT = '''
+def fgsm_adversarial_training(model, X, y, eps, lr, steps):
+    # the library route: torch.optim.Adam; input gradient by torch.func.grad of the summed loss;
+    # log_softmax + nll; the history kept in a Python list
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    hist = []
+    for _ in range(steps):
+        gx = torch.func.grad(lambda z: F.cross_entropy(model(z), y, reduction="sum"))(X.detach())
+        xa = torch.clamp(X.detach() + eps * torch.sign(gx), 0.0, 1.0)
+        opt.zero_grad()
+        loss = F.nll_loss(F.log_softmax(model(xa), dim=1), y)
+        loss.backward()
+        opt.step()
+        hist.append(loss.item())
+    return torch.tensor(hist, dtype=torch.float64)
+'''
+
 ALTERNATIVES = {  # id -> (exercise, source)
     "ex1_func_grad_two_clamps_numpy_l2_projection_spread_l1": ("ex1", ALT_EX1),
     "ex2_numpy_loops_lstsq_projection_svd": ("ex2", ALT_EX2),
@@ -223,6 +243,7 @@ ALTERNATIVES = {  # id -> (exercise, source)
     "ex4_zero_mean_population_only": ("ex4", ALT_EX4),
     "ex5_scipy_idct_coefficient_space": ("ex5", ALT_EX5),
     "ex6_func_grad_mean_losses": ("ex6", ALT_EX6),
+    "ex6at_torch_optim_adam_func_grad": ("ex6at", ALT_EX6AT),
 }
 
 # --- plausible bugs: (grading group, exercise, [(old, new)], cells that must score 0) ------------
@@ -252,6 +273,10 @@ BUGS = {
     "ex6_universal_not_projected": ("A", "ex6", [
         ("v = (v.detach() + alpha * g.sign()).clamp(-eps, eps)", "v = v.detach() + alpha * g.sign()")],
         ["ex6_universal"]),
+    # adversarial training that computes the FGSM examples but takes its steps on the clean batch
+    "ex6at_trains_on_clean_data": ("A", "ex6at", [
+        ("loss = F.cross_entropy(model(xa), y)", "loss = F.cross_entropy(model(X), y)")],
+        ["ex6_adv_training_step", "ex6_adv_training_robust"]),
     # PGD projects onto the ball but forgets the valid range
     "ex1_pgd_no_range_clip": ("B", "ex1", [
         ("lo, hi = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)", "lo, hi = x - eps, x + eps")],
@@ -277,6 +302,10 @@ BUGS = {
         ("xa = x + (xa.detach() + alpha * g.sign() - x).clamp(-eps, eps)",
          "xa = x + (xa.detach() - alpha * g.sign() - x).clamp(-eps, eps)")],
         ["ex6_semantic_gap"]),
+    # sign error: the training examples descend the loss (easier, not harder, examples)
+    "ex6at_perturbation_sign_flipped": ("B", "ex6at", [
+        ("xa = (X + eps * gx.sign()).clamp(0.0, 1.0)", "xa = (X - eps * gx.sign()).clamp(0.0, 1.0)")],
+        ["ex6_adv_training_step", "ex6_adv_training_robust"]),
     # wrong dual norm for l_inf (l2 norm of w)
     "ex1_linf_wrong_dual_norm": ("C", "ex1", [
         ("delta = -m / w.abs().sum() * w.sign()", "delta = -m / w.norm() * w.sign()"),
@@ -302,6 +331,28 @@ BUGS = {
     "ex6_universal_descends": ("C", "ex6", [
         ("v = (v.detach() + alpha * g.sign()).clamp(-eps, eps)", "v = (v.detach() - alpha * g.sign()).clamp(-eps, eps)")],
         ["ex6_universal", "ex6_universal_fooling"]),
+    # FGSM examples not clipped to the valid range [0, 1] (robustness still improves: only the step cell is fair to take)
+    "ex6at_no_range_clip": ("C", "ex6at", [
+        ("xa = (X + eps * gx.sign()).clamp(0.0, 1.0)", "xa = X + eps * gx.sign()")],
+        ["ex6_adv_training_step"]),
+    # targeted PGD/BIM ascends the target's loss like the untargeted attack
+    "ex1_pgd_targeted_flag_ignored": ("D", "ex1", [
+        ("xa = xa.detach() + (-alpha if targeted else alpha) * g.sign()", "xa = xa.detach() + alpha * g.sign()")],
+        ["ex1_pgd_linf", "ex1_attacks_on_cnn"]),
+    # a fresh Adam state at every step (sign-like steps without momentum)
+    "ex6at_adam_state_reset_every_step": ("D", "ex6at", [
+        ("        adam_update(params, grads, state, lr)", "        adam_update(params, grads, {}, lr)")],
+        ["ex6_adv_training_step"]),
+    # examples crafted once against the initial model, never against the current one
+    "ex6at_examples_crafted_once": ("E", "ex6at", [
+        ("    for t in range(steps):\n        xr = X.clone().requires_grad_(True)\n"
+         "        (gx,) = torch.autograd.grad(F.cross_entropy(model(xr), y), xr)\n"
+         "        xa = (X + eps * gx.sign()).clamp(0.0, 1.0)\n",
+         "    xr = X.clone().requires_grad_(True)\n"
+         "    (gx,) = torch.autograd.grad(F.cross_entropy(model(xr), y), xr)\n"
+         "    xa = (X + eps * gx.sign()).clamp(0.0, 1.0)\n"
+         "    for t in range(steps):\n")],
+        ["ex6_adv_training_step", "ex6_adv_training_robust"]),
 }
 
 _GROUP_EXERCISES: dict[str, list[str]] = {}

@@ -1,10 +1,12 @@
 """ps08 (NTK) mutation check: correct alternatives get full marks, plausible bugs lose points.
 
-Grading the whole notebook takes ~15 s (its figure cells run too), so variants share gradings:
-one grading carries at most one variant per exercise. That is sound because every graded cell of
-exercise k calls only exercise k's functions (the figure cells use several, but are ungraded).
-Each variant still has its own test and asserts only on its own exercise's cells; the control
-test checks that exercises left untouched in a bug grading keep full marks.
+Grading the whole notebook takes ~15 s (its figure cells run too), so variants share gradings.
+The graded cells are split into units; each unit lists the solution cells its graded cells call
+(directly, or through the reference implementation of another function: `critical_lr` calls
+`empirical_ntk`, `linearization_gap` calls `empirical_ntk` and `linearized_predictions`). One grading
+carries at most one variant per unit, no alternative or bug of a unit whose other dependencies are
+bugged in the same grading, and the control test checks that the units untouched by a grading's bugs
+keep full marks. Each variant has its own test and asserts only on its own unit's cells.
 """
 
 from __future__ import annotations
@@ -16,16 +18,24 @@ pytestmark = pytest.mark.slow
 
 PS = "ps08"
 
-CELLS = {
-    "ex1": ["ex1_shape_and_diagonal", "ex1_depth1_closed_form", "ex1_deep_recursion", "ex1_wide_network_limit"],
-    "ex2": ["ex2_ntkmlp_layers_init", "ex2_ntkmlp_forward", "ex2_empirical_ntk_autograd", "ex2_empirical_ntk_linear",
-            "ex2_empirical_ntk_wide_limit"],
-    "ex3": ["ex3_zero_and_one_step", "ex3_train_outputs", "ex3_test_outputs", "ex3_singular_kernel",
-            "ex3_wide_net_tracks_linearization"],
-    "ex4": ["ex4_gram_values", "ex4_bound_values", "ex4_residual_curve", "ex4_true_vs_random_labels",
-            "ex4_bound_vs_corruption"],
-    "ex5": ["ex5_kernel_ridge", "ex5_fit_losses", "ex5_fit_parameters", "ex5_label_noise"],
+UNITS = {  # unit -> (graded cells, solution cells they depend on)
+    "ex1a": (["ex1_nngp_closed_form", "ex1_nngp_monte_carlo"], {"ex1_relu_nngp"}),
+    "ex1": (["ex1_shape_and_diagonal", "ex1_depth1_closed_form", "ex1_deep_recursion", "ex1_wide_network_limit"],
+            {"ex1_relu_ntk"}),
+    "ex2": (["ex2_ntkmlp_layers_init", "ex2_ntkmlp_forward", "ex2_empirical_ntk_autograd", "ex2_empirical_ntk_linear",
+             "ex2_empirical_ntk_wide_limit"], {"ex2_ntkmlp", "ex2_empirical_ntk"}),
+    "ex2c": (["ex2_critical_lr_values", "ex2_parameterisation_scaling"],
+             {"ex2_critical_lr", "ex2_empirical_ntk", "ex2_ntkmlp"}),
+    "ex3": (["ex3_zero_and_one_step", "ex3_train_outputs", "ex3_test_outputs", "ex3_singular_kernel"],
+            {"ex3_linearized_predictions"}),
+    "ex3b": (["ex3_linearization_gap_values", "ex3_max_gap_shrinks_with_width"],
+             {"ex3_linearization_gap", "ex2_empirical_ntk", "ex3_linearized_predictions"}),
+    "ex4": (["ex4_gram_values", "ex4_bound_values", "ex4_residual_curve", "ex4_true_vs_random_labels",
+             "ex4_bound_vs_corruption"], {"ex4_arora_gram", "ex4_generalization_bound", "ex4_predicted_residual_curve"}),
+    "ex5": (["ex5_kernel_ridge", "ex5_fit_losses", "ex5_fit_parameters", "ex5_label_noise"],
+            {"ex5_kernel_ridge_predict", "ex5_fit_distance_to_init"}),
 }
+CELLS = {unit: cells for unit, (cells, _) in UNITS.items()}
 
 # --- correct alternatives: (solution cell, full source) ----------------------------------------
 
@@ -201,7 +211,68 @@ def linearized_predictions(ntk_train, ntk_test, f0_train, f0_test, y, lr, steps)
     return f_train, f_test
 '''
 
-ALTERNATIVES = {  # id -> (grading group, exercise, {solution grade_id: source})
+ALT_RELU_NNGP = '''
+def relu_nngp(X1, X2, depth, weight_var=2.0, bias_var=0.0):
+    """Pair by pair in Python floats, the angle from atan2 (no arccos, no clipping)."""
+    d = X1.shape[1]
+    out = torch.empty(X1.shape[0], X2.shape[0], dtype=X1.dtype)
+    for i in range(X1.shape[0]):
+        for j in range(X2.shape[0]):
+            x, z = X1[i].tolist(), X2[j].tolist()
+            s = weight_var * sum(u * v for u, v in zip(x, z)) / d + bias_var
+            a = weight_var * sum(u * u for u in x) / d + bias_var
+            b = weight_var * sum(v * v for v in z) / d + bias_var
+            for _ in range(depth):
+                t = math.atan2(math.sqrt(max(a * b - s * s, 0.0)), s)
+                s = weight_var * (math.sqrt(a * b) * math.sin(t) + (math.pi - t) * s) / (2 * math.pi) + bias_var
+                a, b = weight_var * a / 2 + bias_var, weight_var * b / 2 + bias_var
+            out[i, j] = s
+    return out
+'''
+
+ALT_RELU_NTK_VIA_NNGP = '''
+def relu_ntk(X1, X2, depth, weight_var=2.0, bias_var=0.0):
+    """Calls relu_nngp once per layer (quadratic in the depth) for Sigma^(l) and its diagonals."""
+    theta = relu_nngp(X1, X2, 0, weight_var, bias_var)
+    for level in range(depth):
+        s = relu_nngp(X1, X2, level, weight_var, bias_var)
+        q1 = torch.diagonal(relu_nngp(X1, X1, level, weight_var, bias_var))
+        q2 = torch.diagonal(relu_nngp(X2, X2, level, weight_var, bias_var))
+        t = torch.arccos(torch.clamp(s / torch.sqrt(torch.outer(q1, q2)), -1.0, 1.0))
+        theta = theta * weight_var * (1 - t / math.pi) / 2 + relu_nngp(X1, X2, level + 1, weight_var, bias_var)
+    return theta
+'''
+
+ALT_CRITICAL_LR = '''
+def critical_lr(model, X):
+    """lambda_max(J J^T) = sigma_max(J)^2, with J from per-sample autograd gradients."""
+    params = list(model.parameters())
+    J = torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(model(x[None]).sum(), params)]) for x in X])
+    return float(2 / torch.linalg.matrix_norm(J, ord=2) ** 2)
+'''
+
+ALT_LINEARIZATION_GAP = '''
+def linearization_gap(model, X, y, X_test, lr, steps):
+    """torch.optim.SGD on the network; the linearisation iterated in function space with the NTK at the call."""
+    with torch.no_grad():
+        f_lin, f_lin_t = model(X).reshape(-1).clone(), model(X_test).reshape(-1).clone()
+    K, Kt = empirical_ntk(model, X, X), empirical_ntk(model, X_test, X)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    out = []
+    for k in range(steps + 1):
+        with torch.no_grad():
+            out.append(torch.linalg.vector_norm(model(X_test).reshape(-1) - f_lin_t))
+        if k == steps:
+            break
+        r = f_lin - y
+        f_lin, f_lin_t = f_lin - lr * K @ r, f_lin_t - lr * Kt @ r
+        opt.zero_grad()
+        (0.5 * ((model(X).reshape(-1) - y) ** 2).sum()).backward()
+        opt.step()
+    return torch.stack(out)
+'''
+
+ALTERNATIVES = {  # id -> (grading group, unit, {solution grade_id: source})
     "ex1_relu_ntk_pairwise_python_loops": ("alternatives", "ex1", {"ex1_relu_ntk": ALT_RELU_NTK}),
     "ex2_biases_drawn_first_and_vmap_grad_ntk": ("alternatives", "ex2", {"ex2_ntkmlp": ALT_NTKMLP,
                                                                          "ex2_empirical_ntk": ALT_EMPIRICAL_NTK}),
@@ -213,11 +284,15 @@ ALTERNATIVES = {  # id -> (grading group, exercise, {solution grade_id: source})
     "ex2_autograd_loop_ntk": ("C", "ex2", {"ex2_empirical_ntk": ALT_EMPIRICAL_NTK_LOOP}),
     "ex5_scipy_symmetric_solve": ("C", "ex5", {"ex5_kernel_ridge_predict": ALT_KERNEL_RIDGE_CHOLESKY}),
     "ex3_matrix_power_and_pinv": ("D", "ex3", {"ex3_linearized_predictions": ALT_LINEARIZED_PINV}),
+    "ex1a_pairwise_atan2_loops": ("alternatives", "ex1a", {"ex1_relu_nngp": ALT_RELU_NNGP}),
+    "ex2c_spectral_norm_of_autograd_jacobian": ("alternatives", "ex2c", {"ex2_critical_lr": ALT_CRITICAL_LR}),
+    "ex3b_sgd_and_function_space_iteration": ("alternatives", "ex3b", {"ex3_linearization_gap": ALT_LINEARIZATION_GAP}),
+    "ex1_ntk_reusing_nngp_per_layer": ("E", "ex1", {"ex1_relu_ntk": ALT_RELU_NTK_VIA_NNGP}),
 }
 
 # --- plausible bugs: edits of the reference source, and the cells that must catch them -------------
 
-BUGS = {  # id -> (grading group, exercise, solution grade_id, [(old, new)], cells that must score 0)
+BUGS = {  # id -> (grading group, unit, solution grade_id, [(old, new)], cells that must score 0)
     "ex1_missing_fan_in_factor": ("A", "ex1", "ex1_relu_ntk", [
         ("sigma = weight_var * (X1 @ X2.T) / d + bias_var", "sigma = weight_var * (X1 @ X2.T) + bias_var"),
         ("q1 = weight_var * (X1 * X1).sum(dim=1) / d + bias_var", "q1 = weight_var * (X1 * X1).sum(dim=1) + bias_var"),
@@ -231,7 +306,7 @@ BUGS = {  # id -> (grading group, exercise, solution grade_id, [(old, new)], cel
         ["ex2_empirical_ntk_autograd", "ex2_empirical_ntk_linear", "ex2_empirical_ntk_wide_limit"]),
     "ex3_test_update_sign": ("A", "ex3", "ex3_linearized_predictions", [
         ("f_test = f0_test - ntk_test @", "f_test = f0_test + ntk_test @")],
-        ["ex3_zero_and_one_step", "ex3_test_outputs", "ex3_wide_net_tracks_linearization"]),
+        ["ex3_zero_and_one_step", "ex3_test_outputs"]),
     "ex3_returns_initial_outputs": ("B", "ex3", "ex3_linearized_predictions", [
         ("    return f_train, f_test", "    return f0_train, f0_test")],
         CELLS["ex3"]),
@@ -263,16 +338,46 @@ BUGS = {  # id -> (grading group, exercise, solution grade_id, [(old, new)], cel
     "ex1_derivative_kernel_missing_half": ("D", "ex1", "ex1_relu_ntk", [
         ("sigma_dot = weight_var * (math.pi - angle) / (2 * math.pi)", "sigma_dot = weight_var * (math.pi - angle) / math.pi")],
         CELLS["ex1"]),
+    "ex1a_degree0_kernel_for_sigma": ("A", "ex1a", "ex1_relu_nngp", [
+        ("sigma = weight_var * norm * (torch.sin(angle) + (math.pi - angle) * cos) / (2 * math.pi) + bias_var",
+         "sigma = weight_var * norm * (math.pi - angle) / (2 * math.pi) + bias_var")],
+        CELLS["ex1a"]),
+    "ex1a_diagonal_not_propagated": ("B", "ex1a", "ex1_relu_nngp", [
+        ("        q1 = weight_var * q1 / 2 + bias_var\n        q2 = weight_var * q2 / 2 + bias_var\n", "")],
+        CELLS["ex1a"]),
+    "ex1a_bias_only_in_first_layer": ("C", "ex1a", "ex1_relu_nngp", [
+        ("(math.pi - angle) * cos) / (2 * math.pi) + bias_var", "(math.pi - angle) * cos) / (2 * math.pi)")],
+        CELLS["ex1a"]),
+    "ex2c_one_over_lambda_max": ("B", "ex2c", "ex2_critical_lr", [
+        ("return 2.0 / torch.linalg", "return 1.0 / torch.linalg")],
+        CELLS["ex2c"]),
+    "ex2c_mean_loss_convention": ("C", "ex2c", "ex2_critical_lr", [
+        ("return 2.0 / torch.linalg", "return 2.0 * X.shape[0] / torch.linalg")],
+        CELLS["ex2c"]),
+    "ex2c_trace_instead_of_lambda_max": ("E", "ex2c", "ex2_critical_lr", [
+        ("eigvalsh(empirical_ntk(model, X, X)).max()", "eigvalsh(empirical_ntk(model, X, X)).sum()")],
+        ["ex2_critical_lr_values"]),
+    "ex3b_gap_on_training_points": ("D", "ex3b", "ex3_linearization_gap", [
+        ("        _, f_lin = linearized_predictions(", "        f_lin, _ = linearized_predictions("),
+        ("gaps.append((model(X_test).reshape(-1) - f_lin).norm())", "gaps.append((model(X).reshape(-1) - f_lin).norm())")],
+        ["ex3_linearization_gap_values"]),
+    "ex3b_linearisation_one_step_ahead": ("E", "ex3b", "ex3_linearization_gap", [
+        ("f0, f0_test, y, lr, k)", "f0, f0_test, y, lr, k + 1)")],
+        ["ex3_linearization_gap_values"]),
 }
 
-_GROUP_EXERCISES: dict[str, list[str]] = {}
-for _bug, (_grp, _ex, *_rest) in BUGS.items():
-    assert _ex not in _GROUP_EXERCISES.setdefault(_grp, []), f"two bugs of {_ex} in grading {_grp}"
-    _GROUP_EXERCISES[_grp].append(_ex)
-for _alt, (_grp, _ex, _) in ALTERNATIVES.items():
-    assert _ex not in _GROUP_EXERCISES.setdefault(_grp, []), f"{_ex} twice in grading {_grp}"
-    _GROUP_EXERCISES[_grp].append(_ex)
-_BUG_EXERCISES = {grp: [ex for g2, ex, *_ in BUGS.values() if g2 == grp] for grp in _GROUP_EXERCISES}
+_DEPS = {unit: deps for unit, (_, deps) in UNITS.items()}
+_BUGGED = {}  # grading group -> solution cells replaced by bugs
+for _bug, (_grp, _unit, _gid, *_rest) in BUGS.items():
+    _BUGGED.setdefault(_grp, set()).add(_gid)
+_GROUP_UNITS: dict[str, list[str]] = {}
+for _v, (_grp, _unit, *_rest) in list(BUGS.items()) + list(ALTERNATIVES.items()):
+    assert _unit not in _GROUP_UNITS.setdefault(_grp, []), f"two variants of {_unit} in grading {_grp}"
+    _GROUP_UNITS[_grp].append(_unit)
+for _v, (_grp, _unit, *_rest) in ALTERNATIVES.items():
+    assert not _DEPS[_unit] & _BUGGED.get(_grp, set()), f"{_v}: a dependency of {_unit} is bugged in grading {_grp}"
+for _v, (_grp, _unit, _gid, *_rest) in BUGS.items():
+    assert not (_DEPS[_unit] - {_gid}) & _BUGGED[_grp], f"{_v}: another dependency of {_unit} is bugged in {_grp}"
 
 _graded: dict[str, object] = {}  # grading group -> Graded, shared by the tests of that group
 
@@ -289,6 +394,7 @@ def _grading(group, grade_variant, solution_source):
         g = grade_variant(PS, replace)
         assert g.error is None, g.error
         assert sorted(g.max_scores) == sorted(c for cells in CELLS.values() for c in cells), "graded cells changed"
+        assert sum(g.max_scores.values()) == 100
         _graded[group] = g
     return _graded[group]
 
@@ -311,10 +417,16 @@ def test_plausible_bug_loses_points(variant, grade_variant, solution_source):
     assert g.total < g.max_total == 100
 
 
-@pytest.mark.parametrize("group", sorted(g for g in _BUG_EXERCISES if _BUG_EXERCISES[g]))
+def _untouched(group):
+    """Cells of the units that carry no variant in ``group`` and call no solution cell bugged there."""
+    return [c for unit, (cells, deps) in UNITS.items()
+            if unit not in _GROUP_UNITS[group] and not deps & _BUGGED[group] for c in cells]
+
+
+# (grading C has a variant in every unit it does not break: its alternatives are the control there)
+@pytest.mark.parametrize("group", sorted(g for g in _BUGGED if _untouched(g)))
 def test_bug_gradings_leave_other_exercises_intact(group, grade_variant, solution_source):
     g = _grading(group, grade_variant, solution_source)
-    untouched = [c for ex, cells in CELLS.items() if ex not in _BUG_EXERCISES[group] for c in cells]
-    assert untouched, group
+    untouched = _untouched(group)
     lost = {c: g.messages.get(c) for c in untouched if g.scores[c] != g.max_scores[c]}
     assert not lost, f"grading {group}: reference exercises lost points {lost}"

@@ -6,7 +6,9 @@ scikit-learn PCA, scipy.linalg.subspace_angles and closed forms.
 
 import numpy as np
 import pytest
+import scipy.integrate
 import scipy.linalg
+import scipy.stats
 import torch
 import torch.nn.functional as F
 from sklearn.decomposition import PCA
@@ -255,3 +257,200 @@ def test_interpolation_error_bound_is_attained_by_quadratics_and_holds_for_smoot
         assert_close(ps.interpolation_error_bound(t, 2 * abs(a2)), brute, rtol=1e-9, name="bound vs brute force")
         h = lambda z: np.cos(2 * z)  # noqa: E731  |h''| <= 4
         assert np.abs(h(x) - np.interp(x, t, h(t))).max() <= ps.interpolation_error_bound(t, 4.0)
+
+
+# ---------------------------------------------------------------- ex4 (continued): Kramer's nonlinear PCA
+def _arc(N, alpha, noise, seed):
+    g = torch.Generator().manual_seed(seed)
+    t = (2 * torch.rand(N, generator=g, dtype=DT) - 1) * alpha
+    return torch.stack([torch.cos(t), torch.sin(t)], 1) + noise * torch.randn(N, 2, generator=g, dtype=DT)
+
+
+@pytest.mark.parametrize("alpha", [0.2, 0.8, 1.3, 2.0, np.pi])
+def test_arc_pca_error_matches_quadrature_and_sklearn(alpha):
+    E = lambda f: scipy.integrate.quad(f, -alpha, alpha, epsabs=1e-13, epsrel=1e-12)[0] / (2 * alpha)  # noqa: E731
+    m = np.array([E(np.cos), E(np.sin)])
+    cs = E(lambda t: np.cos(t) * np.sin(t))
+    S = np.array([[E(lambda t: np.cos(t) ** 2), cs], [cs, E(lambda t: np.sin(t) ** 2)]]) - np.outer(m, m)
+    assert_close(ps.arc_pca_error(alpha), np.linalg.eigvalsh(S)[0], rtol=1e-7, atol=1e-13, name="arc PCA error")
+    X = _arc(100000, alpha, 0.0, 1).numpy()
+    pca = PCA(n_components=1).fit(X)
+    resid = ((X - pca.inverse_transform(pca.transform(X))) ** 2).sum(1).mean()
+    assert_close(ps.arc_pca_error(alpha), resid, rtol=0.03, atol=1e-6, name="arc PCA error vs sklearn on samples")
+
+
+def _kramer_module(params):
+    """The same network built from torch.nn layers with the given weights."""
+    W_map, b_map, W_bot, b_bot, W_demap, b_demap, W_out, b_out = params
+    layers = []
+    for W, b in [(W_map, b_map), (W_bot, b_bot), (W_demap, b_demap), (W_out, b_out)]:
+        lin = torch.nn.Linear(*W.shape).double()
+        with torch.no_grad():
+            lin.weight.copy_(W.T)
+            lin.bias.copy_(b)
+        layers.append(lin)
+    enc = torch.nn.Sequential(layers[0], torch.nn.Tanh(), layers[1])
+    dec = torch.nn.Sequential(layers[2], torch.nn.Tanh(), layers[3])
+    return enc, dec
+
+
+def _kramer_init(D, M, k, seed):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=DT) / s[0] ** 0.5  # noqa: E731
+    z = lambda n: 0.1 * torch.randn(n, generator=g, dtype=DT)  # noqa: E731
+    return [r(D, M), z(M), r(M, k), z(k), r(k, M), z(M), r(M, D), z(D)]
+
+
+def test_autoassociative_forward_matches_nn_sequential():
+    p = _kramer_init(3, 6, 2, 0)
+    X = torch.randn(9, 3, generator=torch.Generator().manual_seed(1), dtype=DT)
+    enc, dec = _kramer_module(p)
+    codes, X_hat = ps.autoassociative_forward(X, p)
+    with torch.no_grad():
+        assert_close(codes, enc(X), name="codes")
+        assert_close(X_hat, dec(enc(X)), name="reconstruction")
+
+
+def test_train_autoassociative_matches_nn_adam_and_beats_pca():
+    X = _arc(200, 2.0, 0.03, 3)
+    p = _kramer_init(2, 8, 1, 4)
+    p_copy = [q.clone() for q in p]
+    trained = ps.train_autoassociative(X, p, steps=7, lr=0.05)
+    for q, q0 in zip(p, p_copy):
+        assert torch.equal(q, q0), "initial weights modified"
+    enc, dec = _kramer_module(p_copy)
+    opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=0.05)
+    for _ in range(7):
+        opt.zero_grad()
+        (((dec(enc(X)) - X) ** 2).sum(1).mean()).backward()
+        opt.step()
+    assert_close(trained[0], enc[0].weight.detach().T, name="W_map after 7 Adam steps")
+    assert_close(trained[7], dec[2].bias.detach(), name="b_out after 7 Adam steps")
+    # Kramer's point: a 1-unit bottleneck fits the arc much better than the best line
+    trained = ps.train_autoassociative(X, p, steps=150, lr=0.05)
+    err = float(((ps.autoassociative_forward(X, trained)[1] - X) ** 2).sum(1).mean())
+    pca = PCA(n_components=1).fit(X.numpy())
+    err_pca = ((X.numpy() - pca.inverse_transform(pca.transform(X.numpy()))) ** 2).sum(1).mean()
+    assert err < 0.2 * err_pca, f"nonlinear AE error {err:.4g} vs PCA {err_pca:.4g}"
+
+
+# ---------------------------------------------------------------- ex5 (continued): plain vs residual networks
+def _deep_init(D, w, depth, C, residual, seed, jitter=0.0):
+    g = torch.Generator().manual_seed(seed)
+    p = [torch.randn(D, w, generator=g, dtype=DT) / D**0.5, jitter * torch.randn(w, generator=g, dtype=DT)]
+    for _ in range(depth):
+        W2 = torch.randn(w, w, generator=g, dtype=DT) / w**0.5
+        p += [torch.randn(w, w, generator=g, dtype=DT) * (2 / w) ** 0.5, jitter * torch.randn(w, generator=g, dtype=DT),
+              (0.0 if residual else 1.0) * W2 + jitter * torch.randn(w, w, generator=g, dtype=DT),
+              jitter * torch.randn(w, generator=g, dtype=DT)]
+    return p + [torch.randn(w, C, generator=g, dtype=DT) / w**0.5, jitter * torch.randn(C, generator=g, dtype=DT)]
+
+
+class _Net(torch.nn.Module):
+    def __init__(self, params, residual):
+        super().__init__()
+        self.residual = residual
+        lins = []
+        for W, b in zip(params[0::2], params[1::2]):
+            lin = torch.nn.Linear(*W.shape).double()
+            with torch.no_grad():
+                lin.weight.copy_(W.T)
+                lin.bias.copy_(b)
+            lins.append(lin)
+        self.lins = torch.nn.ModuleList(lins)
+
+    def forward(self, x):
+        h = self.lins[0](x)
+        for j in range((len(self.lins) - 2) // 2):
+            f = self.lins[2 + 2 * j](torch.relu(self.lins[1 + 2 * j](h)))
+            h = h + f if self.residual else f
+        return self.lins[-1](h)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_deep_net_forward_matches_nn_modules(residual):
+    p = _deep_init(4, 6, 5, 2, residual, 0, jitter=0.1)
+    X = torch.randn(7, 4, generator=torch.Generator().manual_seed(2), dtype=DT)
+    with torch.no_grad():
+        assert_close(ps.deep_net_forward(X, p, residual), _Net(p, residual)(X), name="deep net output")
+
+
+def test_zero_initialised_residual_blocks_are_identities():
+    p = _deep_init(4, 6, 9, 2, True, 1)
+    X = torch.randn(7, 4, generator=torch.Generator().manual_seed(3), dtype=DT)
+    assert_close(ps.deep_net_forward(X, p, True), X @ p[0] @ p[-2], name="residual net at init (biases 0)")
+
+
+def test_train_deep_net_matches_nn_adam():
+    X = torch.randn(30, 4, generator=torch.Generator().manual_seed(4), dtype=DT)
+    Y = torch.sin(X[:, :1])
+    p = _deep_init(4, 5, 3, 1, False, 5, jitter=0.05)
+    p_copy = [q.clone() for q in p]
+    losses = ps.train_deep_net(X, Y, p, False, 6, 0.01)
+    for q, q0 in zip(p, p_copy):
+        assert torch.equal(q, q0), "initial weights modified"
+    net = _Net(p_copy, False)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    ref = []
+    for _ in range(6):
+        opt.zero_grad()
+        loss = F.mse_loss(net(X), Y)
+        loss.backward()
+        opt.step()
+        ref.append(loss.item())
+    with torch.no_grad():
+        ref.append(F.mse_loss(net(X), Y).item())
+    assert_close(losses, torch.tensor(ref, dtype=DT), name="training losses")
+    assert ps.train_deep_net(X, Y, p, True, 0, 0.01).shape == (1,)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_degradation_residual_trains_better_at_depth_24(seed):
+    g = torch.Generator().manual_seed(100 + seed)
+    X = torch.randn(64, 8, generator=g, dtype=DT)
+    w = torch.randn(8, 1, generator=g, dtype=DT)
+    Y = torch.sin(2 * X @ w / 8**0.5) + 0.5 * torch.cos(X[:, :1] * X[:, 1:2])
+    final = {r: float(ps.train_deep_net(X, Y, _deep_init(8, 16, 24, 1, r, seed), r, 80, 3e-3)[-1]) for r in (False, True)}
+    assert final[True] < 0.5 * final[False], final
+
+
+# ---------------------------------------------------------------- ex6 (continued): the shift matrix of the encoding
+@pytest.mark.parametrize("k,d", [(1, 4), (3, 16), (-7, 8), (0, 6), (25, 64)])
+def test_pe_shift_matrix_equals_least_squares_fit_of_the_shift(k, d):
+    # encodings at positions spread over [0, 1e6], so that every frequency is well sampled and the fit is well posed
+    pos = np.random.default_rng(d).integers(0, 10**6, 20 * d).astype(np.float64)
+    omega = 10000.0 ** (-np.arange(0, d, 2) / d)
+
+    def pe(t):
+        out = np.zeros((len(t), d))
+        out[:, 0::2], out[:, 1::2] = np.sin(np.outer(t, omega)), np.cos(np.outer(t, omega))
+        return out
+
+    T_ls = np.linalg.lstsq(pe(pos), pe(pos + k), rcond=None)[0].T  # the linear map PE[pos] -> PE[pos + k], fitted
+    T = ps.pe_shift_matrix(k, d)
+    assert_close(T, T_ls, name="T vs least-squares fit", atol=1e-8, rtol=1e-8)
+    P = ps.sinusoidal_positional_encoding(3 * d + abs(k), d)
+    src, dst = (P[:len(P) - k], P[k:]) if k >= 0 else (P[-k:], P[:len(P) + k])
+    assert_close(src @ T.T, dst, name="T PE[pos] = PE[pos + k] on the first positions")
+    assert_close(T.T @ T, torch.eye(d, dtype=DT), name="T orthogonal")
+
+
+# ---------------------------------------------------------------- ex7 (continued): expected PSNR of Gaussian noise
+@pytest.mark.parametrize("sigma,n,max_val", [(0.1, 1, 1.0), (0.1, 4, 1.0), (5.0, 48, 255.0), (0.01, 2000, 1.0)])
+def test_expected_psnr_matches_chi2_quadrature(sigma, n, max_val):
+    d = scipy.stats.chi2(n)
+    ub = d.ppf(1 - 1e-15) if n > 1 else np.inf
+    ref = d.expect(lambda u: 10 * np.log10(max_val**2 * n / (sigma**2 * u)), lb=0, ub=ub)
+    assert_close(ps.expected_psnr_gaussian(sigma, n, max_val), ref, rtol=1e-9, atol=1e-9, name="expected PSNR")
+
+
+def test_expected_psnr_matches_monte_carlo_and_exceeds_psnr_of_mean_mse():
+    g = torch.Generator().manual_seed(9)
+    x = torch.rand(50000, 1, 2, 2, generator=g, dtype=DT)
+    y = x + 0.05 * torch.randn(x.shape, generator=g, dtype=DT)
+    draws = ps.psnr(y, x)
+    se = float(draws.std()) / len(draws) ** 0.5
+    value = ps.expected_psnr_gaussian(0.05, 4, 1.0)
+    assert abs(value - float(draws.mean())) < 5 * se, (value, float(draws.mean()), se)
+    assert value > 10 * np.log10(1 / 0.05**2) + 1.0  # Jensen: the gap is about 1.17 dB for n = 4

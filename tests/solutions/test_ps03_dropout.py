@@ -1,7 +1,9 @@
 """Unit tests of solutions.ps03_dropout against independent oracles:
 torch.nn.functional.dropout (same RNG), torch.autograd, torch.optim.SGD / Adam, exhaustive enumeration
 of masks, Monte Carlo in numpy, closed-form moment generating functions, scipy.stats.gmean,
-sklearn Ridge / LinearRegression, cvxpy, numpy's nuclear norm."""
+sklearn Ridge / LinearRegression / LogisticRegression (dropout training on stacked noised copies),
+cvxpy, numpy's nuclear norm, and gradient descent by torch.optim.SGD on the mask-averaged loss
+(enumerated masks, no closed form) for the regularizer-only training of exercise 7."""
 
 import itertools
 
@@ -347,3 +349,142 @@ def test_explicit_regularizer_matrix_completion_weighted_trace_norm():
     Uq = torch.tensor(np.sqrt(Q.numpy())[:, None] * Ue)
     got = sol.explicit_regularizer(Uq, torch.tensor(We), X, p, lambda z: z)
     assert_close(got, (1 - p) / p * np.linalg.norm(Mw, "nuc") ** 2 / r, name="weighted trace norm")
+
+
+# ---------------------------------------------------------------- exercise 3: dropout training on noised copies
+def _noised(X, delta, masks):
+    return (masks.to(DT) * X / (1 - delta)).reshape(-1, X.shape[1])
+
+
+@pytest.mark.parametrize("delta,lam,M", [(0.3, 0.5, 4), (0.6, 0.1, 8)])
+def test_fit_dropout_logistic_matches_sklearn_on_stacked_copies(delta, lam, M):
+    from sklearn.linear_model import LogisticRegression
+
+    g = _gen(61)
+    X = torch.randn(30, 5, generator=g, dtype=DT)
+    y = (torch.rand(30, generator=g, dtype=DT) < torch.sigmoid(X @ torch.linspace(-1, 1, 5, dtype=DT))).to(DT)
+    masks = torch.rand(M, 30, 5, generator=g) >= delta
+    got = sol.fit_dropout_logistic(X, y, delta, masks, lam)
+    # sklearn minimises 1/2 ||b||^2 + C sum_rows loss; ours divided by lam: C = 1 / (lam M)
+    clf = LogisticRegression(C=1 / (lam * M), fit_intercept=False, tol=1e-12, max_iter=100000)
+    clf.fit(_noised(X, delta, masks).numpy(), y.repeat(M).numpy())
+    assert_close(got, clf.coef_[0], name="beta vs sklearn on the stacked noised copies", rtol=1e-5, atol=1e-6)
+
+
+def test_fit_dropout_logistic_lam0_is_stationary_by_autograd():
+    g = _gen(62)
+    X = torch.randn(40, 4, generator=g, dtype=DT)
+    y = (torch.rand(40, generator=g, dtype=DT) < 0.5).to(DT)  # noise labels: not separable
+    masks = torch.rand(6, 40, 4, generator=g) >= 0.5
+    b = sol.fit_dropout_logistic(X, y, 0.5, masks, 0.0).clone().requires_grad_(True)
+    s = _noised(X, 0.5, masks) @ b
+    obj = (F.softplus(s) - y.repeat(6) * s).sum() / 6
+    (grad,) = torch.autograd.grad(obj, b)
+    assert_close(grad, torch.zeros(4, dtype=DT), name="gradient at the fit", rtol=0, atol=1e-7)
+
+
+def test_dropout_copies_penalize_rare_features_less_than_ridge():
+    # Wager et al.: on rare but discriminative features the dropout fit keeps larger weights than ridge
+    # at a ridge penalty that gives the same shrinkage to the frequent features.
+    g = _gen(63)
+    n, d = 200, 6
+    X = (torch.rand(n, d, generator=g) < torch.tensor([0.5] * 5 + [0.05])).to(DT)
+    beta = torch.tensor([0.5, -0.5, 0.5, -0.5, 0.0, 3.0], dtype=DT)
+    y = (torch.rand(n, generator=g, dtype=DT) < torch.sigmoid(X @ beta - 0.2)).to(DT)
+    masks = torch.rand(32, n, d, generator=g) >= 0.5
+    bd = sol.fit_dropout_logistic(X, y, 0.5, masks, 1e-3)
+    from sklearn.linear_model import LogisticRegression
+
+    # ridge strength chosen so that the frequent weights shrink as much as under dropout
+    best = None
+    for C in np.logspace(-3, 2, 30):
+        br = LogisticRegression(C=C, fit_intercept=False, tol=1e-10, max_iter=10000).fit(X.numpy(), y.numpy()).coef_[0]
+        gap = abs(np.abs(br[:4]).sum() - float(bd[:4].abs().sum()))
+        if best is None or gap < best[0]:
+            best = (gap, br)
+    br = best[1]
+    assert_true(float(bd[5]) > 1.5 * br[5], f"rare weight: dropout {float(bd[5]):.3f}, matched ridge {br[5]:.3f}")
+
+
+# ---------------------------------------------------------------- exercise 7
+def _gd(U0, W0, loss_fn, lrs):
+    U, W = U0.clone().requires_grad_(True), W0.clone().requires_grad_(True)
+    opt = torch.optim.SGD([U, W], lr=1.0)
+    for t in range(len(lrs)):
+        opt.param_groups[0]["lr"] = float(lrs[t])
+        opt.zero_grad()
+        loss_fn(U, W, t).backward()
+        opt.step()
+    return U.detach(), W.detach()
+
+
+def _small_net(seed):
+    g = _gen(seed)
+    X, Y = torch.randn(5, 3, generator=g, dtype=DT), torch.randn(5, 2, generator=g, dtype=DT)
+    U0, W0 = torch.randn(2, 3, generator=g, dtype=DT), torch.randn(3, 3, generator=g, dtype=DT)
+    return X, Y, U0, W0, g
+
+
+@pytest.mark.parametrize("act", [torch.relu, torch.tanh])
+def test_train_two_layer_plain_and_dropout_match_torch_sgd(act):
+    X, Y, U0, W0, g = _small_net(71)
+    p, lrs = 0.6, torch.linspace(0.05, 0.01, 6, dtype=DT)
+    masks = torch.rand(6, 5, 3, generator=g) < p
+    Up, Wp = sol.train_two_layer(U0, W0, X, Y, p, lrs, None, act, "plain")
+    Ue, We = _gd(U0, W0, lambda U, W, t: F.mse_loss(F.linear(act(F.linear(X, W)), U), Y, reduction="sum") / 5, lrs)
+    assert_close(Up, Ue, name="U plain")
+    assert_close(Wp, We, name="W plain")
+    Ud, Wd = sol.train_two_layer(U0, W0, X, Y, p, lrs, masks, act, "dropout")
+    Ue, We = _gd(U0, W0, lambda U, W, t: F.mse_loss(F.linear(act(F.linear(X, W)) * masks[t] / p, U), Y,
+                                                    reduction="sum") / 5, lrs)
+    assert_close(Ud, Ue, name="U dropout")
+    assert_close(Wd, We, name="W dropout")
+
+
+@pytest.mark.parametrize("act,p", [(torch.relu, 0.5), (torch.tanh, 0.7)])
+def test_train_two_layer_explicit_is_gd_on_mask_averaged_loss(act, p):
+    # oracle: the dropout loss averaged over all 2^H masks of each sample (independent across samples),
+    # differentiated by torch.autograd -- no use of the closed-form regularizer
+    X, Y, U0, W0, _ = _small_net(72)
+    B = torch.tensor(_masks(3), dtype=DT)  # (8, 3)
+    probs = p ** B.sum(1) * (1 - p) ** (3 - B.sum(1))
+
+    def avg_loss(U, W, t):
+        H = act(F.linear(X, W))  # (N, H)
+        out = F.linear(H[:, None, :] * B[None] / p, U)  # (N, 8, K)
+        return ((((Y[:, None, :] - out) ** 2).sum(-1) * probs).sum(1)).mean()
+
+    lrs = torch.linspace(0.04, 0.02, 5, dtype=DT)
+    U, W = sol.train_two_layer(U0, W0, X, Y, p, lrs, None, act, "explicit")
+    Ue, We = _gd(U0, W0, avg_loss, lrs)
+    assert_close(U, Ue, name="U explicit")
+    assert_close(W, We, name="W explicit")
+
+
+def test_train_two_layer_rejects_unknown_mode_and_keeps_inputs():
+    X, Y, U0, W0, _ = _small_net(73)
+    U0c, W0c = U0.clone(), W0.clone()
+    sol.train_two_layer(U0, W0, X, Y, 0.5, torch.tensor([0.1], dtype=DT), None, torch.relu, "explicit")
+    assert_close(U0, U0c, name="U0 unchanged")
+    assert_close(W0, W0c, name="W0 unchanged")
+    with pytest.raises(ValueError):
+        sol.train_two_layer(U0, W0, X, Y, 0.5, torch.tensor([0.1], dtype=DT), None, torch.relu, "ridge")
+
+
+def test_explicit_regularizer_training_ends_near_dropout_training():
+    # the notebook's experiment on another seed: plain training overfits the noise, training on L + R
+    # ends with the test error of dropout training
+    g = _gen(74)
+    N, D, K, H, T, p = 40, 8, 8, 16, 300, 0.5
+    B = torch.randn(K, 2, generator=g, dtype=DT) @ torch.randn(2, D, generator=g, dtype=DT) / D**0.5
+    X, Xt = torch.randn(N, D, generator=g, dtype=DT), torch.randn(500, D, generator=g, dtype=DT)
+    Y, Yt = X @ B.T + torch.randn(N, K, generator=g, dtype=DT), Xt @ B.T
+    W0, U0 = 0.3 * torch.randn(H, D, generator=g, dtype=DT), 0.3 * torch.randn(K, H, generator=g, dtype=DT)
+    masks = torch.rand(T, N, H, generator=g) < p
+    lrs = 0.05 / (1 + torch.arange(T, dtype=DT) / (T / 10))
+    err = {}
+    for mode in ("plain", "dropout", "explicit"):
+        U, W = sol.train_two_layer(U0, W0, X, Y, p, lrs, masks, torch.relu, mode)
+        err[mode] = float(((torch.relu(Xt @ W.T) @ U.T - Yt) ** 2).sum(1).mean())
+    assert_true(err["plain"] > err["dropout"] + 0.5, f"{err}")
+    assert_true(abs(err["explicit"] - err["dropout"]) < 0.25 * (err["plain"] - err["dropout"]), f"{err}")

@@ -1,6 +1,7 @@
 """Unit tests of solutions.ps08_ntk against independent oracles.
 
-Oracles: scipy.integrate.quad for the Gaussian expectations of the NTK recursion, torch.autograd
+Oracles: scipy.integrate.quad for the Gaussian expectations of the NNGP/NTK recursions, Monte Carlo over
+random networks (the NNGP is their output covariance), torch.autograd
 per-sample gradients of hand-built networks, torch.func.jvp + torch.optim.SGD for the linearized
 model, Monte Carlo over random features, scipy.linalg.cho_solve, sklearn KernelRidge, closed forms.
 """
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.integrate
 import scipy.linalg
-import scipy.stats
+import scipy.special
 import torch
 from sklearn.kernel_ridge import KernelRidge
 
@@ -21,12 +22,15 @@ from coursekit.checks import assert_close
 from solutions.ps08_ntk import (
     NTKMLP,
     arora_gram,
+    critical_lr,
     empirical_ntk,
     fit_distance_to_init,
     generalization_bound,
     kernel_ridge_predict,
+    linearization_gap,
     linearized_predictions,
     predicted_residual_curve,
+    relu_nngp,
     relu_ntk,
 )
 
@@ -42,6 +46,13 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
+_cdf = scipy.special.ndtr  # standard normal CDF and density (scipy.stats.norm is ~20x slower per call)
+
+
+def _pdf(z):
+    return math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+
 def _gauss_relu_moments(a, b, c):
     """E[relu(u) relu(v)] and P(u > 0, v > 0) for (u, v) ~ N(0, [[a, c], [c, b]]), by 1-D quadrature."""
     rho = c / math.sqrt(a * b)
@@ -51,13 +62,13 @@ def _gauss_relu_moments(a, b, c):
         m = rho * z
         if s == 0:
             return max(m, 0.0)
-        return m * scipy.stats.norm.cdf(m / s) + s * scipy.stats.norm.pdf(m / s)
+        return m * _cdf(m / s) + s * _pdf(m / s)
 
     def cond_step(z):
         m = rho * z
-        return float(m > 0) if s == 0 else scipy.stats.norm.cdf(m / s)
+        return float(m > 0) if s == 0 else _cdf(m / s)
 
-    pdf = scipy.stats.norm.pdf
+    pdf = _pdf
     e_relu = scipy.integrate.quad(lambda z: z * cond_relu(z) * pdf(z), 0, np.inf, epsabs=1e-13)[0]
     e_step = scipy.integrate.quad(lambda z: cond_step(z) * pdf(z), 0, np.inf, epsabs=1e-13)[0]
     return math.sqrt(a * b) * e_relu, e_step
@@ -86,6 +97,55 @@ def test_relu_ntk_matches_quadrature(depth, wv, bv):
     assert_close(got, expected, name="relu_ntk", rtol=1e-6, atol=1e-9)
 
 
+def _quad_nngp(x, xp, depth, wv, bv):
+    d = len(x)
+    s, q1, q2 = wv * x @ xp / d + bv, wv * x @ x / d + bv, wv * xp @ xp / d + bv
+    for _ in range(depth):
+        s = wv * _gauss_relu_moments(q1, q2, s)[0] + bv
+        q1 = wv * _gauss_relu_moments(q1, q1, q1)[0] + bv
+        q2 = wv * _gauss_relu_moments(q2, q2, q2)[0] + bv
+    return s
+
+
+@pytest.mark.parametrize("depth,wv,bv", [(0, 1.3, 0.2), (1, 2.0, 0.0), (2, 1.5, 0.4), (3, 2.4, 0.1)])
+def test_relu_nngp_matches_quadrature(depth, wv, bv):
+    rng = np.random.default_rng(10 + depth)
+    X1, X2 = rng.normal(size=(3, 4)), rng.normal(size=(2, 4))
+    X2[0] = -0.7 * X1[0]  # an obtuse pair
+    expected = np.array([[_quad_nngp(a, b, depth, wv, bv) for b in X2] for a in X1])
+    got = relu_nngp(torch.tensor(X1), torch.tensor(X2), depth, wv, bv)
+    assert_close(got, expected, name="relu_nngp", rtol=1e-6, atol=1e-9)
+
+
+def test_relu_nngp_is_the_output_covariance_of_random_networks():
+    """Monte Carlo over 40 random width-600 depth-2 networks (full weight matrices), last layer averaged exactly."""
+    X = torch.randn(4, 3, generator=torch.Generator().manual_seed(7), dtype=DT)
+    wv, bv = 1.6, 0.2
+    acc = torch.zeros(4, 4, dtype=DT)
+    for seed in range(40):
+        net = _HandNet([3, 600, 600, 1], wv, bv, seed)
+        h = X
+        for W, b in zip(list(net.W)[:-1], list(net.b)[:-1]):
+            h = torch.relu(math.sqrt(wv / W.shape[1]) * h @ W.detach().T + math.sqrt(bv) * b.detach())
+        acc += wv * h @ h.T / h.shape[1] + bv  # Cov(f | last hidden layer)
+    mc = acc / 40
+    K = relu_nngp(X, X, 2, wv, bv)
+    assert ((mc - K).abs().max() / K.diagonal().max()).item() < 0.03
+
+
+def test_relu_nngp_is_the_last_layer_part_of_relu_ntk():
+    """Theta^(L+1) = Theta^(L) dot-Sigma^(L+1) + Sigma^(L+1): with sigma_w^2 = 2 and no bias, dot-Sigma(x, x) = 1."""
+    X = torch.randn(5, 3, generator=torch.Generator().manual_seed(8), dtype=DT)
+    for depth in range(4):
+        diag_ntk = torch.diagonal(relu_ntk(X, X, depth, 2.0, 0.0))
+        diag_nngp = torch.diagonal(relu_nngp(X, X, depth, 2.0, 0.0))
+        assert_close(diag_ntk, (depth + 1) * diag_nngp, name=f"Theta(x, x) = (L + 1) Sigma(x, x) at depth {depth}")
+    K1 = relu_ntk(X, X, 1, 1.0, 0.0)
+    assert_close(relu_ntk(X, X, 0, 1.0, 0.0), relu_nngp(X, X, 0, 1.0, 0.0), name="depth 0: NTK = NNGP")
+    # the first layer's contribution Sigma^(1) * dot-Sigma^(2) is a Schur product of PSD matrices: PSD
+    assert torch.linalg.eigvalsh(K1 - relu_nngp(X, X, 1, 1.0, 0.0)).min().item() >= -1e-12
+
+
 def test_relu_ntk_depth1_closed_form_and_psd():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(6, 3))
@@ -93,9 +153,7 @@ def test_relu_ntk_depth1_closed_form_and_psd():
     cos = np.clip(X @ X.T / np.outer(n, n), -1, 1)
     th = np.arccos(cos)
     # sigma_w^2 = 1, no bias: Theta = x.x'/D (pi - th)/(2 pi) + |x||x'|/D (sin th + (pi - th) cos th)/(2 pi)
-    expected = X @ X.T / 3 * (np.pi - th) / (2 * np.pi) + np.outer(n, n) / 3 * (np.sin(th) + (np.pi - th) * cos) / (
-        2 * np.pi
-    )
+    expected = X @ X.T / 3 * (np.pi - th) / (2 * np.pi) + np.outer(n, n) / 3 * (np.sin(th) + (np.pi - th) * cos) / (2 * np.pi)
     K = relu_ntk(torch.tensor(X), torch.tensor(X), 1, 1.0, 0.0)
     assert_close(K, expected, name="relu_ntk depth 1")
     assert np.linalg.eigvalsh(relu_ntk(torch.tensor(X), torch.tensor(X), 3, 2.0, 0.1).numpy()).min() > -1e-10
@@ -148,9 +206,7 @@ def test_ntkmlp_structure_forward_and_init():
     X = torch.randn(7, 3, dtype=DT)
     h = X
     for i, layer in enumerate(m.layers):  # same net via torch.nn.functional.linear with rescaled parameters
-        h = torch.nn.functional.linear(
-            h, layer.weight * math.sqrt(1.7 / layer.in_features), layer.bias * math.sqrt(0.3)
-        )
+        h = torch.nn.functional.linear(h, layer.weight * math.sqrt(1.7 / layer.in_features), layer.bias * math.sqrt(0.3))
         h = torch.nn.functional.relu(h) if i < 2 else h
     assert_close(m(X), h[:, 0], name="NTKMLP forward")
     m2 = NTKMLP(3, 400, 2, 1.7, 0.3, generator=torch.Generator().manual_seed(0))
@@ -251,9 +307,7 @@ def test_generalization_bound_cho_solve():
     expected = np.sqrt(2 * y @ scipy.linalg.cho_solve(scipy.linalg.cho_factor(H), y) / 7)
     assert_close(generalization_bound(torch.tensor(H), torch.tensor(y)), expected, name="bound")
     # H = c I: bound = sqrt(2 |y|^2 / (c n))
-    assert_close(
-        generalization_bound(3 * torch.eye(4, dtype=DT), torch.ones(4, dtype=DT)), math.sqrt(2 / 3), name="H = 3I"
-    )
+    assert_close(generalization_bound(3 * torch.eye(4, dtype=DT), torch.ones(4, dtype=DT)), math.sqrt(2 / 3), name="H = 3I")
 
 
 def test_predicted_residual_curve_matches_iteration():
@@ -314,3 +368,99 @@ def test_wide_net_with_penalty_approaches_kernel_ridge():
     fit_distance_to_init(net, X, y, 1.0, 1.0 / (torch.linalg.eigvalsh(K).max().item() + 1.0), 400)
     with torch.no_grad():
         assert ((net(X) - target).norm() / (target - f0).norm()).item() < 0.05
+
+
+def _standard_mlp(in_dim, width, wv, bv, g):
+    l1, l2 = torch.nn.Linear(in_dim, width, dtype=DT), torch.nn.Linear(width, 1, dtype=DT)
+    with torch.no_grad():
+        for layer in (l1, l2):
+            layer.weight.normal_(0.0, math.sqrt(wv / layer.in_features), generator=g)
+            layer.bias.normal_(0.0, math.sqrt(bv), generator=g)
+    return torch.nn.Sequential(l1, torch.nn.ReLU(), l2)
+
+
+def test_critical_lr_is_the_divergence_threshold_of_linearised_gradient_descent():
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 9), torch.nn.Tanh(), torch.nn.Linear(9, 1)).double()
+    X = torch.randn(6, 3, dtype=DT)
+    eta = critical_lr(net, X)
+    assert isinstance(eta, float)
+    K = _autograd_ntk(net, X, X)
+    r0 = torch.randn(6, dtype=DT)
+    for factor, grows in ((0.98, False), (1.02, True)):
+        r = r0.clone()
+        for _ in range(600):
+            r = r - factor * eta * K @ r
+        assert (r.norm() > r0.norm()).item() == grows, factor
+    lin = torch.nn.Linear(4, 1).double()
+    Z = torch.randn(5, 4, dtype=DT)
+    assert_close(critical_lr(lin, Z), 2 / np.linalg.eigvalsh((Z @ Z.T + 1).numpy()).max(), name="linear model")
+
+
+def test_critical_lr_width_exponents_standard_vs_ntk():
+    g = torch.Generator().manual_seed(9)
+    X = torch.randn(6, 3, generator=g, dtype=DT)
+    widths = [128, 512, 2048]
+    # lambda_max fluctuates by ~10% at these widths: average the critical learning rate over 4 networks per width
+    std = [np.mean([critical_lr(_standard_mlp(3, n, 2.0, 0.1, g), X) for _ in range(4)]) for n in widths]
+    ntk = [np.mean([critical_lr(_HandNet([3, n, 1], 2.0, 0.1, 10 * n + s), X) for s in range(4)]) for n in widths]
+    a_std = np.polyfit(np.log(widths), np.log(std), 1)[0]
+    a_ntk = np.polyfit(np.log(widths), np.log(ntk), 1)[0]
+    assert -1.15 < a_std < -0.85, a_std
+    assert abs(a_ntk) < 0.15, a_ntk
+    limit = 2 / torch.linalg.eigvalsh(relu_ntk(X, X, 1, 2.0, 0.1)).max().item()
+    assert abs(ntk[-1] / limit - 1) < 0.15
+
+
+def test_linearization_gap_matches_jvp_linearisation_and_sgd():
+    """Oracle: the linearised model f_0 + J_0 delta via torch.func.jvp, both models trained by torch.optim.SGD."""
+    torch.manual_seed(4)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 12), torch.nn.Tanh(), torch.nn.Linear(12, 1)).double()
+    ref = copy.deepcopy(net)
+    X, Xt, y = torch.randn(6, 2, dtype=DT), torch.randn(3, 2, dtype=DT), torch.randn(6, dtype=DT)
+    lr, steps = 0.04, 20
+    gaps = linearization_gap(net, X, y, Xt, lr, steps)
+    p0 = {k: v.detach().clone() for k, v in ref.named_parameters()}
+    delta = {k: torch.zeros_like(v, requires_grad=True) for k, v in p0.items()}
+
+    ref0 = copy.deepcopy(ref)  # frozen copy at initialisation: f_lin(d, x) = f_0(x) + J_0(x) d
+
+    def f_lin(d, inputs):
+        out, tangent = torch.func.jvp(lambda p: torch.func.functional_call(ref0, p, (inputs,)).reshape(-1), (p0,), (d,))
+        return out + tangent
+
+    opt_lin = torch.optim.SGD(list(delta.values()), lr=lr)
+    opt_net = torch.optim.SGD(ref.parameters(), lr=lr)
+    loss_grad = torch.func.grad(lambda d: 0.5 * ((f_lin(d, X) - y) ** 2).sum())
+    expected = []
+    for k in range(steps + 1):
+        with torch.no_grad():
+            expected.append((ref(Xt).reshape(-1) - f_lin({kk: v.detach() for kk, v in delta.items()}, Xt)).norm().item())
+        if k == steps:
+            break
+        grads = loss_grad({kk: v.detach() for kk, v in delta.items()})
+        for kk, v in delta.items():
+            v.grad = grads[kk]
+        opt_lin.step()
+        opt_net.zero_grad()
+        (0.5 * ((ref(X).reshape(-1) - y) ** 2).sum()).backward()
+        opt_net.step()
+    assert gaps.shape == (steps + 1,)
+    assert_close(gaps, np.array(expected), name="gap curve", rtol=1e-6, atol=1e-10)
+    assert max(expected) > 1e-3
+    for p, q in zip(net.parameters(), ref.parameters()):
+        assert_close(p, q, name="model trained in place", rtol=1e-8, atol=1e-12)
+
+
+def test_linearization_gap_shrinks_with_width():
+    g = torch.Generator().manual_seed(11)
+    X, Xt = torch.randn(8, 3, generator=g, dtype=DT), torch.randn(4, 3, generator=g, dtype=DT)
+    y = torch.sin(2 * X[:, 0]) + X[:, 1]
+    lr = 0.5 / torch.linalg.eigvalsh(relu_ntk(X, X, 1, 2.0, 0.1)).max().item()
+    gap = {
+        n: np.mean(
+            [linearization_gap(_HandNet([3, n, 1], 2.0, 0.1, 100 * n + s), X, y, Xt, lr, 50).max().item() for s in range(3)]
+        )
+        for n in (64, 1024)
+    }
+    assert gap[1024] / gap[64] < 0.5, gap

@@ -26,6 +26,15 @@ def _gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # the problems are tiny: one thread avoids contention on a busy machine (restored afterwards)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class LinearField(torch.nn.Module):
     def __init__(self, A):
         super().__init__()
@@ -247,6 +256,128 @@ def test_steady_state_penalty_nonlinear_vs_torchdiffeq():
     assert_close(integral, zs[2] - zs[1], name="quadrature sanity", rtol=1e-5, atol=1e-6)
     assert_close(sol.steady_state_penalty(f, z0, 1.0, 50), integral.norm(dim=1).mean(), name="penalty",
                  rtol=1e-5, atol=1e-6)
+
+
+def test_steady_state_penalty_is_differentiable_in_the_parameters():
+    # part (d) trains with it: autograd gradient vs central finite differences (torch.autograd.gradcheck)
+    f = TanhField(2, 4, seed=26, time_dependent=False)
+    z0 = torch.randn(3, 2, generator=_gen(27), dtype=DT)
+    names = [n for n, _ in f.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_(True) for p in f.parameters())
+
+    def pen(*ps):
+        return sol.steady_state_penalty(lambda t, z: torch.func.functional_call(f, dict(zip(names, ps)), (t, z)), z0, 0.7, 3)
+
+    assert_true(torch.autograd.gradcheck(pen, params), "gradcheck")
+
+
+@pytest.mark.parametrize("m", [-2.0, -0.3, -9.0])
+def test_euler_monotone_step_is_sharp(m):
+    hs = sol.euler_monotone_step(m)
+    x = np.linspace(-5.0, 5.0, 4001)
+    fields = [lambda x: m * x, lambda x: m * np.sin(x), lambda x: (m + 1) * x - np.sin(x), lambda x: m * x + x**3]
+    for f in fields:  # every field here has inf f' = m
+        assert_true(bool(np.all(np.diff(x + 0.999 * hs * f(x)) > 0)), "order kept below h*")
+    # brute force over step sizes for f = m x: the Euler map stops being increasing exactly at h*
+    hgrid = np.linspace(0.01, 3 * hs, 3000)
+    increasing = np.array([np.all(np.diff(x + h * m * x) > 0) for h in hgrid])
+    assert_close(hgrid[~increasing].min(), hs, name="first non-increasing step", rtol=0, atol=3 * hs / 3000)
+
+
+def test_euler_monotone_step_nonnegative_slopes():
+    for m in (0.0, 0.2, 5.0):
+        assert_true(math.isinf(sol.euler_monotone_step(m)), "inf for f' >= 0")
+
+
+def test_flow_map_slope_closed_form_and_scipy():
+    x0 = torch.linspace(-3.0, 3.0, 25, dtype=DT)
+    T = 1.2
+    xT, slope = sol.flow_map_slope(lambda t, x: torch.sin(x), x0, T, 100)
+    E, u = math.exp(T), torch.tan(x0 / 2)
+    assert_close(xT, 2 * torch.atan(E * u), name="x(T) of dx/dt = sin x", rtol=1e-8, atol=1e-9)
+    assert_close(slope, E / torch.cos(x0 / 2) ** 2 / (1 + E**2 * u**2), name="slope", rtol=1e-8, atol=1e-9)
+    # time-dependent field: central finite differences of scipy's DOP853 flow map
+    f = lambda t, x: torch.sin(3 * t) * x - x**3 / 3
+    rhs = lambda t, y: [math.sin(3 * t) * y[0] - y[0] ** 3 / 3]
+    flow = lambda x: solve_ivp(rhs, (0.0, 2.0), [x], method="DOP853", rtol=1e-13, atol=1e-13).y[0, -1]
+    x0 = torch.tensor([-1.5, -0.2, 0.4, 2.0], dtype=DT)
+    xT, slope = sol.flow_map_slope(f, x0, 2.0, 200)
+    eps = 1e-5
+    fd = [(flow(float(x) + eps) - flow(float(x) - eps)) / (2 * eps) for x in x0]
+    assert_close(xT, [flow(float(x)) for x in x0], name="x(T)", rtol=1e-8, atol=1e-9)
+    assert_close(slope, fd, name="slope vs finite differences", rtol=1e-6, atol=1e-8)
+    assert_true(bool(torch.all(slope > 0)), "positive slopes")
+
+
+def test_digits_pca_matches_sklearn():
+    from sklearn.datasets import load_digits
+    from sklearn.decomposition import PCA
+
+    data = sol.digits_pca(n_train=300, n_test=500, dim=8, seed=0)
+    X, y = load_digits(return_X_y=True)
+    perm = np.random.default_rng(0).permutation(len(X))
+    tr, te = perm[:300], perm[300:800]
+    assert_true(bool(np.array_equal(data["ytr"].numpy(), y[tr])) and bool(np.array_equal(data["yte"].numpy(), y[te])), "labels")
+    pca = PCA(8, svd_solver="full").fit(X[tr] / 16)
+    scale = math.sqrt(pca.explained_variance_[0])
+    for key, idx in (("Xtr", tr), ("Xte", te)):
+        ref = pca.transform(X[idx] / 16) / scale
+        ours = data[key].numpy()
+        signs = np.sign((ref * ours).sum(axis=0))  # principal axes are defined up to sign
+        assert_close(ours, ref * signs, name=f"{key} vs sklearn PCA", rtol=1e-8, atol=1e-9)
+    assert_close(data["Xtr"].numpy()[:, 0].std(ddof=1), 1.0, name="unit variance of the first coordinate", rtol=1e-10)
+
+
+def test_notebook_helper_cell_is_the_module_code():
+    import inspect
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[2] / "source" / "ps10" / "ps10.ipynb").read_text())
+    cell = next("".join(c["source"]) for c in nb["cells"]
+                if c["metadata"].get("nbgrader", {}).get("grade_id") == "ex3_digits")
+    for obj in (sol.digits_pca, sol.AutonomousField, sol.OdeClassifier, sol.train_ode_classifier):
+        assert_true(inspect.getsource(obj).rstrip() in cell, f"{obj.__name__} differs between the module and the notebook")
+
+
+def test_robustness_measures_vs_torchdiffeq_and_sklearn():
+    from sklearn.metrics import accuracy_score
+
+    g = _gen(28)
+    field = sol.AutonomousField(3, 6, g)
+    readout = torch.nn.Linear(3, 4, dtype=DT)
+    X = torch.randn(30, 3, generator=g, dtype=DT)
+    y = torch.randint(0, 4, (30,), generator=g)
+    noise = torch.tensor([0.1, 0.7], dtype=DT)[:, None, None] * torch.randn(2, 30, 3, generator=g, dtype=DT)
+    res = sol.robustness_measures(field, readout, X, y, noise, 1.0, 60)  # 60 RK4 steps: close to the exact flow
+    with torch.no_grad():
+        ts = torch.tensor([0.0, 1.0, 2.0], dtype=DT)
+        zs = odeint(field, X, ts, rtol=1e-12, atol=1e-12)
+        zN = [odeint(field, X + d, ts[:2], rtol=1e-12, atol=1e-12)[-1] for d in noise]
+        assert_close(res["accuracy"], accuracy_score(y, readout(zs[1]).argmax(1)), name="accuracy")
+        assert_close(res["noisy_accuracy"], [accuracy_score(y, readout(z).argmax(1)) for z in zN], name="noisy accuracy")
+        sens = [np.mean(np.linalg.norm((z - zs[1]).numpy(), axis=1) / np.linalg.norm(d.numpy(), axis=1)) for z, d in zip(zN, noise)]
+        assert_close(res["sensitivity"], sens, name="sensitivity", rtol=1e-7)
+        assert_close(res["drift"], np.linalg.norm(field(0.0, zs[1]).numpy(), axis=1).mean(), name="drift", rtol=1e-7)
+        assert_close(res["steady_state"], np.linalg.norm((zs[2] - zs[1]).numpy(), axis=1).mean(), name="steady state",
+                     rtol=1e-7)
+
+
+def test_tisode_comparison_on_digits():
+    data = sol.digits_pca()
+    noise = torch.tensor([0.5, 1.0], dtype=DT)[:, None, None] * torch.randn(500, 8, generator=_gen(29), dtype=DT)
+    res = sol.tisode_comparison(data, 0.3, [0, 1], noise)
+    assert_true(res["noisy_accuracy"].shape == (2, 2, 2) and res["drift"].shape == (2, 2), "shapes")
+    # the trained models are the helper's; their measures are robustness_measures of those models
+    for s, seed in enumerate([0, 1]):
+        for k, lam in enumerate([0.0, 0.3]):
+            m = sol.train_ode_classifier(data, lam, seed, sol.steady_state_penalty)
+            with torch.no_grad():
+                acc = (m(data["Xte"]).argmax(1) == data["yte"]).double().mean()
+            assert_close(res["accuracy"][s, k], float(acc), name="accuracy of the trained model")
+    assert_true(bool(np.all(res["steady_state"][:, 1] < 0.2 * res["steady_state"][:, 0])), "steady-state term shrinks")
+    assert_true(bool(np.all(res["sensitivity"][:, 1] < 0.6 * res["sensitivity"][:, 0])), "sensitivity shrinks")
+    assert_true(bool(np.all(res["accuracy"] > 0.75)), "both models learn")
 
 
 # ---------------------------------------------------------------- exercise 4
