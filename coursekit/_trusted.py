@@ -21,10 +21,10 @@ import hashlib
 import io
 import os
 import pickle
-import types
 import signal
 import sys
 import time
+import types
 
 from . import wire
 

@@ -79,22 +79,27 @@ class Assignment:
     @cached_property
     def secrets(self) -> list[str]:
         """Lines of hidden tests and solution regions long enough to be worth redacting."""
-        secret = []
+        return self.secret_lines(12, comments=False)
+
+    def secret_lines(self, min_chars: int, comments: bool) -> list[str]:
+        """Stripped lines of the hidden tests and solution regions (a solution cell without
+        markers counts as a whole) of at least ``min_chars``, longest first."""
+        secret = set()
         for c in self.cells:
             if c.kind not in ("test", "solution"):
                 continue
             begin, end = (notebook.BEGIN_HIDDEN, notebook.END_HIDDEN) if c.kind == "test" else \
                 (notebook.BEGIN_SOLUTION, notebook.END_SOLUTION)
-            inside = False
+            inside = c.kind == "solution" and begin not in c.source
             for line in c.source.splitlines():
                 s = line.strip()
                 if s == begin:
                     inside = True
                 elif s == end:
                     inside = False
-                elif inside and len(s) >= 12 and not s.startswith("#"):
-                    secret.append(s)
-        return sorted(set(secret), key=len, reverse=True)
+                elif inside and len(s) >= min_chars and (comments or not s.startswith("#")):
+                    secret.add(s)
+        return sorted(secret, key=len, reverse=True)
 
     def grading_notebook(self) -> dict:
         """The instructor notebook with its solution regions stubbed (setup and test cells, hidden

@@ -40,6 +40,14 @@ class Layout:
         return self.root / "bench"
 
     @property
+    def site_conf(self) -> Path:  # the course website's Sphinx configuration
+        return self.root / "site"
+
+    @property
+    def site_out(self) -> Path:  # default output of `make site`
+        return self.root / "build" / "site"
+
+    @property
     def nbgrader_config(self) -> Path:
         return self.root / "nbgrader_config.py"
 

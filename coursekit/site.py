@@ -39,12 +39,11 @@ import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .manifest import MANIFEST, ROOT, ProblemSet, load
+from .assignment import Assignment
+from .manifest import CHECKS_SOURCE, HELPER_NAME, MANIFEST, Layout, ProblemSet, load
 
-SITE_CONF = ROOT / "site"
-DEFAULT_OUT = ROOT / "build" / "site"
-BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
-BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+SITE_CONF = Layout().site_conf
+DEFAULT_OUT = Layout().site_out
 MIN_SECRET_CHARS = 8  # shorter lines (`)`, `return x`) say nothing about a solution
 
 
@@ -73,29 +72,6 @@ def _text(cell) -> str:
     return "".join(src) if isinstance(src, list) else src
 
 
-def hidden_and_solution_lines(source_nb: Path) -> set[str]:
-    """Stripped lines of the hidden tests and solution regions of an instructor notebook (a
-    solution cell without markers counts as a whole)."""
-    nb = json.loads(Path(source_nb).read_text(encoding="utf-8"))
-    secret: set[str] = set()
-    for cell in nb["cells"]:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        lines = _text(cell).splitlines()
-        if meta.get("solution") and BEGIN_SOLUTION not in _text(cell):
-            secret.update(ln.strip() for ln in lines)
-            continue
-        inside = False
-        for line in lines:
-            s = line.strip()
-            if s in (BEGIN_SOLUTION, BEGIN_HIDDEN):
-                inside = True
-            elif s in (END_SOLUTION, END_HIDDEN):
-                inside = False
-            elif inside:
-                secret.add(s)
-    return secret
-
-
 def notebook_lines(nb_path: Path) -> set[str]:
     nb = json.loads(Path(nb_path).read_text(encoding="utf-8"))
     return {ln.strip() for c in nb["cells"] for ln in _text(c).splitlines()}
@@ -109,7 +85,7 @@ def secret_lines(sets: list[ProblemSet]) -> set[str]:
     public: set[str] = set()
     for ps in sets:
         if ps.source_notebook.exists():
-            secret |= hidden_and_solution_lines(ps.source_notebook)
+            secret |= set(Assignment.of(ps).secret_lines(1, comments=True))
         if ps.release_notebook.exists():
             public |= notebook_lines(ps.release_notebook)
     shown = "\n".join(_norm(s) for s in public)  # a secret line inside a public one is public too
@@ -303,12 +279,12 @@ def instructor_figures(ps: ProblemSet, timeout: int = 600) -> list[tuple[str, li
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        full = nbformat.read(ps.source_notebook, as_version=4)
+        full = nbformat.from_dict(json.loads(json.dumps(Assignment.of(ps).source_nb)))  # run a copy
     quick = nbformat.from_dict(json.loads(json.dumps(full)))
     quick.cells = [c for c in quick.cells if not (c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade"))]
     nb = None
     with tempfile.TemporaryDirectory(prefix=f"site-{ps.id}-") as tmp:
-        shutil.copy(ROOT / "coursekit" / "checks.py", Path(tmp) / "dlt_checks.py")
+        shutil.copy(CHECKS_SOURCE, Path(tmp) / HELPER_NAME)
         for attempt in (quick, full):
             try:
                 nb = _execute(attempt, Path(tmp), timeout)
