@@ -319,6 +319,13 @@ class _KeyPickler(pickle.Pickler):
             raise _Uncacheable
         if isinstance(obj, types.ModuleType):
             return ("module", obj.__name__)
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(obj, torch.Tensor) and type(obj) in (torch.Tensor, torch.nn.Parameter):
+            t = obj.detach().cpu().contiguous()  # torch's own pickle carries a random serialization id
+            return ("tensor", type(obj).__name__, str(t.dtype), tuple(t.shape), obj.requires_grad,
+                    t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if torch is not None and isinstance(obj, torch.Generator):
+            return ("generator", obj.get_state().numpy().tobytes())
         if isinstance(obj, (types.FunctionType, types.MethodType, type)) or callable(obj) and not hasattr(obj, "__dict__"):
             return ("code", _code_key(obj, self.seen))
         return None

@@ -11,6 +11,7 @@ cells still run, so one runaway exercise costs only its own points.
 
 from __future__ import annotations
 
+import atexit
 import enum
 import multiprocessing as mp
 import os
@@ -134,7 +135,8 @@ def _start_forkserver_without_secrets() -> None:
         forkserver.ensure_running()
     finally:
         spawn.set_executable(saved)
-        shutil.rmtree(folder, ignore_errors=True)
+        # the shell reads the wrapper after exec, at its own pace: remove it when this process ends
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
 
 
 def allowed_read_paths() -> list[str]:

@@ -81,7 +81,7 @@ def test_in_place_changes_to_arguments_are_written_back():
     assert r[-1].ok, r[-1]
 
 
-REF_SETUP = Cell(1, "setup", "from dlt_checks import reference\n"
+REF_SETUP = Cell(1, "setup", "import torch\nfrom dlt_checks import reference\n"
                              "def fresh(n):\n    return np.random.default_rng().random(n)\n"
                              "SCALE = 2.0\n"
                              "def scaled(n):\n    return SCALE * fresh(n)")
@@ -102,14 +102,17 @@ def test_reference_values_are_computed_once_and_reused_for_the_next_submission()
              Cell(5, "test", "v = reference(lambda n: g(n), 3)\nassert False, repr(v)", "calls_submission", 1),
              Cell(6, "test", "k = 3\nv = reference(lambda: fresh(k))\nassert False, repr(v)", "reads_test_data", 1),
              Cell(7, "test", "def outer(m):\n    return reference(lambda: fresh(m))\n"
-                             "v = outer(3)\nassert False, repr(v)", "closure", 1))
+                             "v = outer(3)\nassert False, repr(v)", "closure", 1),
+             Cell(8, "test", "def from_tensor(t, g):\n    return fresh(int(t.sum())) + torch.rand(1, generator=g).item()\n"
+                             "v = reference(from_tensor, torch.ones(3), torch.Generator().manual_seed(1))\n"
+                             "assert False, repr(v)", "tensor_and_generator_inputs", 1))
     first, second = _reported(*cells), _reported(*cells)
     assert all(m.startswith("AssertionError: array(") for m in first + second), first
     same = [a == b for a, b in zip(first, second)]
     # cached: plain data and code (also through a global it reads); not cached: a computation
     # that calls into the submission, or that captured a value from an enclosing call
-    assert same == [True, True, False, True, False], (first, second)
-    assert 2 <= len(sandbox.REFERENCES) <= 3
+    assert same == [True, True, False, True, False, True], (first, second)
+    assert 3 <= len(sandbox.REFERENCES) <= 4
 
 
 def test_a_reference_value_changes_when_its_inputs_or_code_change():
