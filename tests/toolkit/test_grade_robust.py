@@ -229,9 +229,10 @@ def test_kill_9_half_way_then_rerun_finishes_and_keeps_work(toy_course, tmp_path
     (subs / "s_slow.ipynb").write_text(nbformat.writes(corpus._in_first_solution(good, "import time\ntime.sleep(6)")))
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{Path(corpus.__file__).parent / 'fixtures' / 'course'}"}
-    script = (f"import sys; from coursekit import manifest, grade, sandbox; ps = manifest.load(__import__('pathlib').Path({str(ps.root / 'course.toml')!r}))[0]; "
-              f"grade_batch(ps, __import__('pathlib').Path({str(subs)!r}), __import__('pathlib').Path({str(out)!r}), jobs=1, "
-              f"db_url='sqlite:///{out}/gb.db', limits=sandbox.Limits(cell_timeout=10, grace=2), progress=False)")
+    script = (f"from pathlib import Path; from coursekit import manifest, batch; from coursekit.assignment import Assignment; "
+              f"from coursekit.settings import Settings; ps = manifest.load(Path({str(ps.root / 'course.toml')!r}))[0]; "
+              f"batch.grade_batch(Assignment.of(ps), Path({str(subs)!r}), Settings(cell_timeout=10, grace=2, jobs=1, "
+              f"out=Path({str(out)!r}), db='sqlite:///{out}/gb.db'), progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
     cache = out / "autograded" / ps.id
     deadline = time.time() + 120
