@@ -2,7 +2,7 @@
 
 Dimension letters used throughout: N samples, D input features, H hidden units,
 C outputs / channels, K knots, L queries, S keys, d model width, r upscale factor.
-Each function names the paper (and equation) it implements; see ``syllabus.md``.
+Each function names the paper (and equation) it implements; the papers are listed in ``course.toml``.
 """
 
 import numpy as np
