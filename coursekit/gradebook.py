@@ -49,7 +49,7 @@ def _retrying(gb, write, *args, attempts: int = 30):
 def open_gradebook(url: str, attempts: int = 20):
     """nbgrader's Gradebook at ``url`` (a SQLite file's folder is created). Two runs that start
     together may both create its tables: the loser of that race retries."""
-    from nbgrader.api import Gradebook
+    from nbgrader.api import Gradebook, InvalidEntry
     from sqlalchemy.exc import DBAPIError
 
     folder = sqlite_parent(url)
@@ -59,9 +59,9 @@ def open_gradebook(url: str, attempts: int = 20):
         try:
             with quiet():
                 return Gradebook(url)
-        except DBAPIError as exc:
+        except (DBAPIError, InvalidEntry) as exc:  # InvalidEntry: another run created the course row first
             if attempt == attempts - 1:
-                raise GradebookBusy(f"cannot open the gradebook ({type(exc.orig).__name__})") from exc
+                raise GradebookBusy(f"cannot open the gradebook ({type(getattr(exc, 'orig', exc)).__name__})") from exc
             time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
 
 

@@ -28,6 +28,7 @@ import html
 import html.parser
 import io
 import json
+import os
 import re
 import shutil
 import sys
@@ -259,7 +260,9 @@ def _execute(nb, workdir: Path, timeout: int):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # nbformat's "missing cell id" on the stripped source notebook
-            client.execute()
+            # the kernel draws inline whatever MPLBACKEND this process has (a grader sets Agg)
+            env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+            client.execute(env=env)
     finally:
         if km.has_kernel:  # a kernel manager passed in is not shut down by nbclient
             km.shutdown_kernel(now=True)

@@ -85,7 +85,7 @@ class Lab:
         return f"http://127.0.0.1:{self.port}"
 
     def url(self, rel: str) -> str:
-        return f"{self.base}/lab/tree/{rel}?token={self.token}"
+        return f"{self.base}/lab/tree/{rel}?reset&token={self.token}"  # reset: no restored tabs
 
 
 def start_lab(root: Path, home: Path, log: Path) -> Lab:

@@ -96,7 +96,7 @@ def cells(page):
 
 def validate(page) -> str:
     """Press nbgrader's Validate button; the text of the dialog it opens."""
-    page.locator(".validate-button").first.click()
+    page.locator(".validate-button").filter(visible=True).first.click()  # the current tab's, not a restored one
     dialog = page.locator(".jp-Dialog-content").filter(has_text="Validat")
     dialog.wait_for()
     page.wait_for_timeout(500)  # let the dialog lay out before the screenshot
