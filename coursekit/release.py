@@ -1,17 +1,20 @@
 """`make release`: nbgrader's generate_assignment builds release/psNN/ from source/psNN/.
 
-The release folder holds the student notebook and ``dlt_checks.py`` (the comparison helper,
-a copy of ``coursekit/checks.py``). It is committed; ``check`` regenerates it in a scratch
-folder and lists any difference.
+The release folder holds the student notebook, ``dlt_checks.py`` (the comparison helper and
+pre-submit check, a copy of ``coursekit/checks.py``) and ``psNN.locked.json`` (fingerprints of
+the locked cells, so that the pre-submit check sees an edited or deleted test cell). It is
+committed; ``check`` regenerates it in a scratch folder and lists any difference.
 """
 
 from __future__ import annotations
 
 import filecmp
+import json
 import shutil
 import tempfile
 from pathlib import Path
 
+from . import checks
 from .manifest import ProblemSet
 from .nbg import ScratchCourse
 
@@ -25,6 +28,8 @@ def build(ps: ProblemSet, dest: Path | None = None) -> Path:
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(built, dest)
+        nb = json.loads((dest / ps.release_notebook.name).read_text(encoding="utf-8"))
+        (dest / f"{ps.id}.locked.json").write_text(json.dumps(checks.locked_fingerprints(nb), indent=1) + "\n")
     finally:
         course.close()
     return dest

@@ -239,20 +239,75 @@ def check_notebook(path: str, max_mb: float = 20.0) -> list[str]:
             problems.append(f"cell {i}{f' ({gid})' if gid else ''}: syntax error on line {exc.lineno}: {exc.msg}")
     if not any(c.get("metadata", {}).get("nbgrader", {}).get("solution") for c in nb.get("cells", [])):
         problems.append("no answer cells found: work in the released notebook, do not copy cells into a new one")
+    return problems + locked_cell_changes(path, nb)
+
+
+def locked_fingerprints(nb: dict) -> dict:
+    """grade_id -> sha256 of the source of each locked (read-only or test) cell of a notebook."""
+    import hashlib
+
+    out = {}
+    for cell in nb.get("cells", []):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("locked") and not meta.get("solution") and meta.get("grade_id"):
+            src = cell.get("source", "")
+            src = "".join(src) if isinstance(src, list) else src
+            out[meta["grade_id"]] = hashlib.sha256(src.encode("utf-8")).hexdigest()
+    return out
+
+
+def locked_cell_changes(path: str, nb: dict) -> list[str]:
+    """Locked cells edited or deleted since the release (compared with ``<notebook>.locked.json``,
+    shipped beside it). Grading uses the original cells whatever the notebook holds, so local
+    test results of an edited notebook are not what the grader will see."""
+    import glob
+    import json
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    released = os.path.join(folder, os.path.splitext(os.path.basename(path))[0] + ".locked.json")
+    if not os.path.exists(released):  # a renamed notebook: the one fingerprint file of its folder
+        others = glob.glob(os.path.join(glob.escape(folder), "*.locked.json"))
+        if len(others) != 1:
+            return []
+        released = others[0]
+    with open(released, encoding="utf-8") as f:
+        expected = json.load(f)
+    found = locked_fingerprints(nb)
+    problems = []
+    for gid, digest in expected.items():
+        if gid not in found:
+            problems.append(f"{gid}: this locked cell was deleted; grading uses the released one "
+                            "(copy it back from the released notebook)")
+        elif found[gid] != digest:
+            problems.append(f"{gid}: this locked cell was edited; grading uses the released one, so your local "
+                            "test results may differ (copy it back from the released notebook)")
     return problems
+
+
+def _main(argv) -> int:
+    import os
+
+    usage = ("usage: python dlt_checks.py psNN.ipynb\n"
+             "Checks a notebook before you submit it: unfinished exercises, syntax errors, edited or\n"
+             "deleted locked cells, a file too large to grade. It runs nothing.")
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print(usage)
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    if not os.path.isfile(argv[0]):
+        print(f"no such file: {argv[0]} (give the path of your .ipynb)")
+        return 2
+    found = check_notebook(argv[0])
+    for line in found:
+        print("-", line)
+    print("ready to submit" if not found else f"{len(found)} thing(s) to look at before submitting")
+    return 1 if found else 0
 
 
 if __name__ == "__main__":
     import sys
 
-    if len(sys.argv) != 2:
-        print("usage: python dlt_checks.py psNN.ipynb")
-        sys.exit(2)
-    found = check_notebook(sys.argv[1])
-    for line in found:
-        print("-", line)
-    print("ready to submit" if not found else f"{len(found)} thing(s) to look at before submitting")
-    sys.exit(1 if found else 0)
+    sys.exit(_main(sys.argv[1:]))
 
 
 # Set by the grader, whose tests run in another process than the student's code: applies

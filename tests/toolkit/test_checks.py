@@ -96,3 +96,42 @@ def test_students_can_check_a_notebook_before_submitting(tmp_path):
     assert check_notebook(str(path)) == []
     path.write_text("import numpy")
     assert "not a notebook" in check_notebook(str(path))[0]
+
+
+@pytest.mark.parametrize("ps_id", ["ps02"])
+def test_pre_submit_check_reports_edited_and_deleted_locked_cells(ps_id, tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from coursekit import manifest
+
+    ps = manifest.get(ps_id)
+    for name in (f"{ps_id}.ipynb", f"{ps_id}.locked.json", "dlt_checks.py"):
+        shutil.copyfile(ps.release_dir / name, tmp_path / name)
+
+    def check(*args):
+        proc = subprocess.run([sys.executable, "dlt_checks.py", *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=60)
+        assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+        return proc.returncode, proc.stdout
+
+    code, out = check(f"{ps_id}.ipynb")
+    assert code == 1 and "not implemented yet" in out and "locked cell" not in out, out
+    nb = json.loads((tmp_path / f"{ps_id}.ipynb").read_text())
+    tests = [c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade")
+             and not c["metadata"]["nbgrader"].get("solution")]
+    edited, deleted = tests[0]["metadata"]["nbgrader"]["grade_id"], tests[1]["metadata"]["nbgrader"]["grade_id"]
+    tests[0]["source"] = "pass  # the student gutted this test"
+    nb["cells"].remove(tests[1])
+    (tmp_path / f"{ps_id}.ipynb").write_text(json.dumps(nb))
+    shutil.copyfile(tmp_path / f"{ps_id}.ipynb", tmp_path / "my copy.ipynb")
+    for name in (f"{ps_id}.ipynb", "my copy.ipynb"):  # also when the student renamed the notebook
+        code, out = check(name)
+        assert code == 1 and f"{edited}: this locked cell was edited" in out, out
+        assert f"{deleted}: this locked cell was deleted" in out, out
+    code, out = check("--help")
+    assert code == 0 and "usage" in out
+    code, out = check("no-such-file.ipynb")
+    assert code == 2 and "no such file" in out
