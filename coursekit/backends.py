@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import autograder, batch
+from . import autograder, batch, gradebook
 from .assignment import Assignment
 from .nbg import ScratchCourse
 from .sandbox import Limits
@@ -54,13 +54,15 @@ class Nbgrader(Backend):
 
     def __init__(self, a: Assignment, root: Path | None = None):
         self.course = ScratchCourse(a.ps, root)
-        self.release_dir = self.course.generate()
+        with gradebook.quiet():
+            self.release_dir = self.course.generate()
 
     def submit(self, path: Path, student: str) -> None:
         self.course.submit(student, path)
 
     def autograde(self, student: str) -> dict[str, float]:
-        return self.course.autograde(student)
+        with gradebook.quiet():  # nbgrader's own SAWarnings
+            return self.course.autograde(student)
 
     def grade(self, path: Path, student: str) -> dict[str, float]:
         self.submit(path, student)

@@ -201,7 +201,7 @@ class _Pair:
 
     def run(self, cell: notebook.Cell, limits: Limits):
         try:
-            self.conn.send({"index": cell.index, "kind": cell.kind, "source": cell.source,
+            self.conn.send({"index": cell.index, "kind": str(cell.kind), "source": cell.source,  # plain str: no imports
                             "grade_id": cell.grade_id, "timeout": limits.cell_timeout})
         except (OSError, ValueError):
             return _LOST
