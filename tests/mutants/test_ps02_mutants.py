@@ -9,7 +9,7 @@ deep_mf took minutes: too slow to keep here)."""
 from __future__ import annotations
 
 import pytest
-from variants import edit
+from variants import edit, swap_functions
 
 pytestmark = pytest.mark.slow
 
@@ -423,3 +423,44 @@ def test_plausible_bug_loses_points(name, grade_variant, solution_source):
     others = [c for ex, cells in EXERCISE_CELLS.items() if ex != gid for c in cells]
     lost = _lost(g, others)
     assert not lost, f"{name}: cells of other exercises lost points: {lost}"
+
+
+# Correct alternatives of one function, swapped into the reference cell: the obvious library route
+# (torch autograd for the logistic gradient) and the normal-equations form of mirror descent.
+SWAPPED_ALTERNATIVES = {
+    "ok_autograd_gd_logistic": ("ex1_gd_logistic", '''
+def gd_logistic(X, y, lr, steps):
+    import torch
+
+    Xt, yt = torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+    w = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
+    traj = [w.detach().clone()]
+    for _ in range(steps):
+        loss = torch.nn.functional.softplus(-yt * (Xt @ w)).mean()
+        (g,) = torch.autograd.grad(loss, w)
+        with torch.no_grad():
+            w -= lr * g
+        traj.append(w.detach().clone())
+    return torch.stack(traj).numpy()
+'''),
+    "ok_gram_matrix_mirror_descent": ("ex4_mirror_descent", '''
+def mirror_descent(X, y, w0, potential, lr, steps):
+    if potential not in ("euclidean", "entropy"):
+        raise ValueError(f"unknown potential {potential!r}")
+    N = X.shape[0]
+    G, b = X.T @ X / N, X.T @ y / N
+    w = np.array(w0, dtype=np.float64)
+    for _ in range(steps):
+        g = G @ w - b
+        w = w - lr * g if potential == "euclidean" else w * np.exp(-lr * g)
+    return w
+'''),
+}
+
+
+@pytest.mark.parametrize("name", list(SWAPPED_ALTERNATIVES))
+def test_swapped_alternative_gets_full_marks(name, grade_variant, solution_source):
+    gid, code = SWAPPED_ALTERNATIVES[name]
+    g = grade_variant(PS, {gid: swap_functions(solution_source(PS, gid), code)})
+    lost = _lost(g, list(g.scores))
+    assert not lost, f"{name}: a correct implementation lost points: {lost}"
