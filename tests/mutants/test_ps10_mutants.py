@@ -343,7 +343,8 @@ BUGS = {
         ["ex3_euler_order_step"]),
     # a two-sided Lipschitz bound: positive slopes cannot break the order, yet they limit the step here
     "ex3_euler_two_sided": ("ex3_order", [
-        ("return math.inf if slope_min >= 0 else -1.0 / slope_min", "return math.inf if slope_min == 0 else 1.0 / abs(slope_min)")],
+        ("return math.inf if slope_min >= 0 else -1.0 / slope_min",
+         "return math.inf if slope_min == 0 else 1.0 / abs(slope_min)")],
         ["ex3_euler_order_step"]),
     # the logarithm of the slope (the exponential forgotten)
     "ex3_flow_slope_log": ("ex3_order", [
@@ -355,7 +356,8 @@ BUGS = {
         ["ex3_flow_slope_order"]),
     # displacement of the final state not divided by the size of the input perturbation
     "ex3_sensitivity_unnormalised": ("ex3_tisode", [
-        ("sens.append(float(((zN - zT).norm(dim=1) / d.norm(dim=1)).mean()))", "sens.append(float((zN - zT).norm(dim=1).mean()))")],
+        ("sens.append(float(((zN - zT).norm(dim=1) / d.norm(dim=1)).mean()))",
+         "sens.append(float((zN - zT).norm(dim=1).mean()))")],
         ["ex3_robustness_measures"]),
     # the drift measured at the inputs instead of at the final states
     "ex3_drift_at_inputs": ("ex3_tisode", [

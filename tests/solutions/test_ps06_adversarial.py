@@ -406,7 +406,8 @@ def test_notebook_adam_helper_is_the_module_one():
     cell = next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "victims")
     nb_fn = next(n for n in ast.parse("".join(cell["source"])).body if isinstance(n, ast.FunctionDef) and n.name == "adam_update")
     mod_fn = ast.parse(inspect.getsource(sol.adam_update)).body[0]
-    assert_true(_strip_doc(nb_fn) == _strip_doc(mod_fn), "the notebook's adam_update differs from solutions.ps06_adversarial.adam_update")
+    assert_true(_strip_doc(nb_fn) == _strip_doc(mod_fn),
+                "the notebook's adam_update differs from solutions.ps06_adversarial.adam_update")
 
 
 def _fresh_mlp(seed):
@@ -442,7 +443,8 @@ def test_fgsm_adversarial_training_vs_torch_optim_and_func(digits_data, eps):
     for (name, p), q in zip(model.named_parameters(), ref.parameters()):
         assert_close(p.detach(), q.detach(), name=f"{name} after 4 steps (eps={eps})", rtol=1e-9, atol=1e-12)
     assert_close(X, X_before, name="X (must not be modified)")
-    assert_true(sol.fgsm_adversarial_training(_fresh_mlp(3), X, y, eps, 0.02, 0).shape == (0,), "steps=0 returns an empty history")
+    assert_true(sol.fgsm_adversarial_training(_fresh_mlp(3), X, y, eps, 0.02, 0).shape == (0,),
+                "steps=0 returns an empty history")
 
 
 def test_fgsm_adversarial_training_first_loss_closed_form_on_linear_model():

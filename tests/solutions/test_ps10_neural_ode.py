@@ -297,9 +297,14 @@ def test_flow_map_slope_closed_form_and_scipy():
     assert_close(xT, 2 * torch.atan(E * u), name="x(T) of dx/dt = sin x", rtol=1e-8, atol=1e-9)
     assert_close(slope, E / torch.cos(x0 / 2) ** 2 / (1 + E**2 * u**2), name="slope", rtol=1e-8, atol=1e-9)
     # time-dependent field: central finite differences of scipy's DOP853 flow map
-    f = lambda t, x: torch.sin(3 * t) * x - x**3 / 3
-    rhs = lambda t, y: [math.sin(3 * t) * y[0] - y[0] ** 3 / 3]
-    flow = lambda x: solve_ivp(rhs, (0.0, 2.0), [x], method="DOP853", rtol=1e-13, atol=1e-13).y[0, -1]
+    def f(t, x):
+        return torch.sin(3 * t) * x - x**3 / 3
+
+    def rhs(t, y):
+        return [math.sin(3 * t) * y[0] - y[0] ** 3 / 3]
+
+    def flow(x):
+        return solve_ivp(rhs, (0.0, 2.0), [x], method="DOP853", rtol=1e-13, atol=1e-13).y[0, -1]
     x0 = torch.tensor([-1.5, -0.2, 0.4, 2.0], dtype=DT)
     xT, slope = sol.flow_map_slope(f, x0, 2.0, 200)
     eps = 1e-5
@@ -356,7 +361,8 @@ def test_robustness_measures_vs_torchdiffeq_and_sklearn():
         zN = [odeint(field, X + d, ts[:2], rtol=1e-12, atol=1e-12)[-1] for d in noise]
         assert_close(res["accuracy"], accuracy_score(y, readout(zs[1]).argmax(1)), name="accuracy")
         assert_close(res["noisy_accuracy"], [accuracy_score(y, readout(z).argmax(1)) for z in zN], name="noisy accuracy")
-        sens = [np.mean(np.linalg.norm((z - zs[1]).numpy(), axis=1) / np.linalg.norm(d.numpy(), axis=1)) for z, d in zip(zN, noise)]
+        sens = [np.mean(np.linalg.norm((z - zs[1]).numpy(), axis=1) / np.linalg.norm(d.numpy(), axis=1))
+                for z, d in zip(zN, noise)]
         assert_close(res["sensitivity"], sens, name="sensitivity", rtol=1e-7)
         assert_close(res["drift"], np.linalg.norm(field(0.0, zs[1]).numpy(), axis=1).mean(), name="drift", rtol=1e-7)
         assert_close(res["steady_state"], np.linalg.norm((zs[2] - zs[1]).numpy(), axis=1).mean(), name="steady state",
