@@ -364,7 +364,7 @@ def _code_key(obj, seen: set) -> str:
                 h.update(repr(const).encode())
         for name in code.co_names:
             h.update(name.encode())
-            if name in obj.__globals__ and name not in ("reference",):
+            if name in obj.__globals__:
                 h.update(_data_key(obj.__globals__[name], seen).encode())
 
     walk(obj.__code__)

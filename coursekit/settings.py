@@ -112,6 +112,6 @@ def nbgrader_db_url(layout: Layout = Layout()) -> str:
 
 def sqlite_parent(url: str) -> Path | None:
     """The folder of a SQLite gradebook (to create it), None for a server database."""
-    if url.startswith("sqlite:////") or url.startswith("sqlite:///"):
+    if url.startswith("sqlite:///"):
         return Path(url[len("sqlite:///"):]).parent
     return None
