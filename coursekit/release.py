@@ -19,6 +19,33 @@ from .manifest import ProblemSet
 from .nbg import ScratchCourse
 
 
+# Inserted into every released notebook just before its setup cell (an unlabelled markdown cell:
+# grading, validation and the locked-cell fingerprints ignore it).
+HOW_TO_WORK = """\
+## How to work on this notebook
+
+- Run the cells in order, starting with the setup cell below (it needs `dlt_checks.py` next to the notebook).
+- Each exercise: replace `raise NotImplementedError()` in its solution cell with your code, run that cell,
+  then run the test cell right after it. A test cell that runs without an error passed its public tests;
+  hidden tests run when it is graded.
+- `Run All` stops at the first exercise you have not finished: that is expected. Figure cells of unfinished
+  exercises print "Figure skipped" instead of failing.
+- Before submitting: `python dlt_checks.py {ps}.ipynb` (unfinished exercises, syntax errors, edited or
+  deleted test cells), then submit this `.ipynb` file."""
+
+
+def add_how_to_work(nb_path: Path, ps_id: str) -> None:
+    """Insert the HOW_TO_WORK markdown cell before the setup cell (at the top if there is none)."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    at = next((i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "setup"), 0)
+    cell = nbformat.v4.new_markdown_cell(HOW_TO_WORK.format(ps=ps_id))
+    cell.id = f"{ps_id}-how-to-work"
+    nb.cells.insert(at, cell)
+    nbformat.write(nb, nb_path)
+
+
 def build(ps: ProblemSet, dest: Path | None = None) -> Path:
     """Generate the student release of ``ps`` into ``dest`` (default: release/psNN/)."""
     dest = Path(dest or ps.release_dir)
@@ -28,6 +55,7 @@ def build(ps: ProblemSet, dest: Path | None = None) -> Path:
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(built, dest)
+        add_how_to_work(dest / ps.release_notebook.name, ps.id)
         nb = json.loads((dest / ps.release_notebook.name).read_text(encoding="utf-8"))
         (dest / f"{ps.id}.locked.json").write_text(json.dumps(checks.locked_fingerprints(nb), indent=1) + "\n")
     finally:

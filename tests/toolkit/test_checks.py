@@ -135,3 +135,25 @@ def test_pre_submit_check_reports_edited_and_deleted_locked_cells(ps_id, tmp_pat
     assert code == 0 and "usage" in out
     code, out = check("no-such-file.ipynb")
     assert code == 2 and "no such file" in out
+
+
+def test_figure_skips_an_unfinished_exercise_with_one_line(capsys):
+    from coursekit.checks import figure
+
+    def relu_interpolant(knots, values):
+        raise NotImplementedError()
+
+    done = []
+    with figure("ex1", "ex4"):
+        done.append("before")
+        relu_interpolant(None, None)
+        done.append("after")  # never reached
+    out = capsys.readouterr().out
+    assert done == ["before"]
+    assert out == "Figure skipped: finish exercises 1 and 4 first (relu_interpolant is not implemented yet)\n"
+    with figure("ex2"):
+        done.append("finished")
+    assert done[-1] == "finished" and capsys.readouterr().out == ""
+    with pytest.raises(ZeroDivisionError):  # any other error is the figure's own and propagates
+        with figure("ex2"):
+            1 / 0
