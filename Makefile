@@ -1,12 +1,14 @@
 # The verbs of the course. Each target creates/updates the virtual environment first.
 #   make demo                 release + autograders for every written problem set, grade the demo class
 #   make test                 the whole test suite (what CI runs)
+#   make new PS=ps12 TITLE="..." [TOPIC=...]  scaffold a new problem set that passes check-source/release/validate
 #   make release [PS=ps01]    nbgrader generate_assignment -> release/
 #   make autograder [PS=..]   otter tests + Gradescope autograder.zip -> autograder/
 #   make validate [PS=..]     stubs fail, solutions pass, same scores via coursekit, nbgrader and otter
 #   make grade PS=ps01 SUBMISSIONS=<folder or zip> [JOBS=2] [DB=sqlite:///...] [ROSTER=roster.csv]
 #   make bench [PS=..]        timings and memory -> bench/
 #   make site [DATE=2027-02-02] the course website -> build/site/ (what is released on DATE, default today)
+#   make publish WEEK=n | DATE=YYYY-MM-DD  student bundles + Gradescope zips of the sets released by then -> dist/
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -14,8 +16,9 @@ STAMP  := $(VENV)/.installed
 CK     := $(PY) -m coursekit
 TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 export PS SUBMISSIONS JOBS DB ROSTER CELL_TIMEOUT MEMORY_GB OUT
+export TITLE TOPIC WEEK DATE
 
-.PHONY: venv demo test test-fast list check-source release check-release autograder try validate grade bench site lint clean
+.PHONY: venv demo test test-fast list check-source new publish release check-release autograder try validate grade bench site lint clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
@@ -39,6 +42,12 @@ list: $(STAMP)
 
 check-source: $(STAMP)
 	$(CK) check-source
+
+new: $(STAMP)
+	$(CK) new
+
+publish: $(STAMP)
+	$(CK) publish
 
 release: $(STAMP)
 	$(CK) release

@@ -64,6 +64,18 @@ def cmd_check_release(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_new(args) -> int:
+    from . import scaffold
+
+    ps = scaffold.new(args.ps, args.title, args.topic)
+    rel = lambda f: f.relative_to(ps.root)  # noqa: E731
+    print(f"{ps.id}: new problem set {ps.title!r}\n  " + "\n  ".join(str(rel(f)) for f in (
+        ps.source_notebook, ps.solution_file, ps.unit_tests, ps.mutant_tests)))
+    print(f"  course.toml: {ps.id} written, release {ps.release}, due {ps.due:%Y-%m-%d %H:%M} (placeholders: set them)")
+    print(f"next: replace the example exercise (AUTHORING.md), then make check-source try release validate PS={ps.id}")
+    return 0
+
+
 def cmd_autograder(args) -> int:
     from . import autograder
     from .assignment import Assignment
@@ -182,6 +194,13 @@ def main(argv=None) -> int:
 
     add("list", cmd_list, "the course manifest")
     add("check-source", cmd_check_source, "lint instructor notebooks; solution cells == solutions package")
+    n = sub.add_parser("new", help="scaffold a new problem set (notebook, solutions module, tests, manifest entry)")
+    n.add_argument("ps", nargs="?", default=os.environ.get("PS") or None, help="the new id, e.g. ps12")
+    n.add_argument("--title", default=os.environ.get("TITLE") or None,
+                   help="its title (env TITLE; optional when course.toml lists the id as planned)")
+    n.add_argument("--topic", default=os.environ.get("TOPIC") or None,
+                   help="module name part: solutions/psNN_<topic>.py (env TOPIC; default: from the title)")
+    n.set_defaults(fn=cmd_new)
     add("release", cmd_release, "nbgrader generate_assignment -> release/")
     add("check-release", cmd_check_release, "fail if release/ differs from a fresh release")
     _setting_options(add("autograder", cmd_autograder, "otter tests and Gradescope autograder.zip -> autograder/"),

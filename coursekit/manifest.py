@@ -117,6 +117,22 @@ class ProblemSet:
         return self.autograder_dir / "requirements.txt"
 
     @property
+    def topic(self) -> str | None:  # "solutions.ps01_intro" -> "ps01_intro"
+        return self.module.rsplit(".", 1)[-1] if self.module else None
+
+    @property
+    def solution_file(self) -> Path | None:  # the reference module's file
+        return self.root / (self.module.replace(".", "/") + ".py") if self.module else None
+
+    @property
+    def unit_tests(self) -> Path | None:  # tests of the reference module against independent oracles
+        return self.root / "tests" / "solutions" / f"test_{self.topic}.py" if self.module else None
+
+    @property
+    def mutant_tests(self) -> Path:  # correct alternatives and plausible bugs, graded
+        return self.root / "tests" / "mutants" / f"test_{self.id}_mutants.py"
+
+    @property
     def demo_dir(self) -> Path:
         return Layout(self.root).demo / self.id
 

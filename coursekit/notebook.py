@@ -154,6 +154,42 @@ def test_cells(nb) -> list[Cell]:
 _GRADE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 
 
+def _docstring(tree: ast.Module) -> str | None:
+    """The module-level docstring of parsed cell code, or None."""
+    first = tree.body[0] if tree.body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        return first.value.value
+    return None
+
+
+def test_cell_problems(source: str) -> list[str]:
+    """AUTHORING.md's rules for a graded test cell (source with its markers): a one-line docstring
+    first (one summary; wrapped at the line length is accepted), a public part that checks something
+    (not only the docstring and comments), every bare ``assert`` with a message, no ``print``.
+    Syntax errors are reported by ``lint`` itself."""
+    try:
+        full = ast.parse(source)  # the markers are comments: line numbers as the author sees them
+        public = ast.parse(public_source(source))
+    except SyntaxError:
+        return []
+    problems = []
+    doc = _docstring(full)
+    if doc is None:
+        problems.append('a test cell must open with a one-line docstring saying what it checks ("""Checks ...""")')
+    elif not doc.strip() or "\n\n" in doc.strip():  # one summary (wrapped at the line length is fine)
+        problems.append("the test cell's docstring must be one non-empty summary line (no blank line)")
+    body = public.body[1:] if _docstring(public) is not None else public.body
+    if BEGIN_HIDDEN in source and not body:
+        problems.append("no public part: outside the hidden region there is only a docstring or comments "
+                        "(students would see a cell that checks nothing)")
+    for node in ast.walk(full):
+        if isinstance(node, ast.Assert) and node.msg is None:
+            problems.append(f"line {node.lineno}: bare `assert` without a message (add one, or use dlt_checks)")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            problems.append(f"line {node.lineno}: print(...) in a test cell (say what is wrong in an assertion message)")
+    return problems
+
+
 def lint(nb, expected_points: float | None = 100) -> list[str]:
     """Problems with an instructor notebook's structure; empty when it is well-formed."""
     problems = []
@@ -178,6 +214,7 @@ def lint(nb, expected_points: float | None = 100) -> list[str]:
             else:
                 ids[gid] = c.index
         if c.kind == "test":
+            problems += [f"{where}: {p}" for p in test_cell_problems(c.source)]
             total += c.points
             if c.points <= 0:
                 problems.append(f"{where}: a graded test cell needs positive points")

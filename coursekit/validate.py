@@ -67,8 +67,16 @@ def partial_submission(a: Assignment | ProblemSet, release_nb=None):
 
 
 def check_source(ps: ProblemSet) -> list[str]:
+    """`make check-source`: the notebook's structure (`notebook.lint`), solution cells == `solutions`
+    (`sync`), and the problem set's unit-test and mutant-test files exist (AUTHORING.md)."""
+    problems = [f"{ps.id}: {path.relative_to(ps.root)} is missing ({what}; see AUTHORING.md)"
+                for path, what in ((ps.unit_tests, "unit tests of the solutions module against independent oracles"),
+                                   (ps.mutant_tests, "mutant tests: correct alternatives and plausible bugs"))
+                if ps.written and path is not None and not path.is_file()]
+    if not ps.source_notebook.is_file():
+        return problems + [f"{ps.id}: {ps.source_notebook.relative_to(ps.root)} is missing"]
     a = Assignment.of(ps)
-    problems = [f"{ps.id}: {p}" for p in notebook.lint(a.source_nb, ps.points)]
+    problems += [f"{ps.id}: {p}" for p in notebook.lint(a.source_nb, ps.points)]
     problems += [f"{ps.id}: {p}" for p in sync.check(a.source_nb, ps.module)]
     return problems
 
