@@ -5,7 +5,8 @@
 #   make release [PS=ps01]    nbgrader generate_assignment -> release/
 #   make autograder [PS=..]   otter tests + Gradescope autograder.zip -> autograder/
 #   make validate [PS=..]     stubs fail, solutions pass, same scores via coursekit, nbgrader and otter
-#   make grade PS=ps01 SUBMISSIONS=<folder or zip> [JOBS=2] [DB=sqlite:///...] [ROSTER=roster.csv]
+#   make grade PS=ps01 SUBMISSIONS=<folder or zip> [JOBS=2] [DB=sqlite:///...] [ROSTER=roster.csv] [STUDENT=id]
+#   make override PS=ps01 STUDENT=id CELL=<grade id or qN> SCORE=<points|auto> REASON="..."
 #   make bench [PS=..]        timings and memory -> bench/
 #   make site [DATE=2027-02-02] the course website -> build/site/ (what is released on DATE, default today)
 #   make publish WEEK=n | DATE=YYYY-MM-DD  student bundles + Gradescope zips of the sets released by then -> dist/
@@ -16,9 +17,10 @@ STAMP  := $(VENV)/.installed
 CK     := $(PY) -m coursekit
 TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 export PS SUBMISSIONS JOBS DB ROSTER CELL_TIMEOUT MEMORY_GB OUT
+export STUDENT CELL SCORE REASON
 export TITLE TOPIC WEEK DATE
 
-.PHONY: venv demo test test-fast list check-source new publish release check-release autograder try validate grade bench site lint clean
+.PHONY: venv demo test test-fast list check-source new publish release check-release autograder try validate grade override bench site lint clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
@@ -66,6 +68,9 @@ validate: $(STAMP)
 
 grade: $(STAMP)
 	$(CK) grade
+
+override: $(STAMP)
+	$(CK) override
 
 bench: $(STAMP)
 	$(CK) bench

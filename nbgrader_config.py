@@ -10,3 +10,4 @@ c.CourseDirectory.course_id = "dlt"
 c.CourseDirectory.root = "grading"
 c.CourseDirectory.db_url = "sqlite:///grading/gradebook.db"
 c.ExecutePreprocessor.timeout = 600
+c.ExportPlugin.to = "grading/nbgrader_grades.csv"  # `nbgrader export` (run here): not into the repository's tree

@@ -124,7 +124,8 @@ def _cached(ps: ProblemSet, mtime_ns: int, size: int) -> Assignment:
 class Outputs:
     """Where a grading batch of one problem set writes: ``<root>/submitted/<ps>/``, the saved
     results ``<root>/autograded/<ps>/<student>.json``, ``<root>/grades_<ps>.csv`` and
-    ``<root>/feedback/<ps>/<student>/<ps>.html``. ``root`` is `make grade`'s OUT (default grading/)."""
+    ``<root>/feedback/<ps>/<student>/<ps>.html``, the class summary ``<root>/summary_<ps>.html``
+    (with two PNGs beside it). ``root`` is `make grade`'s OUT (default grading/)."""
 
     root: Path
     ps_id: str
@@ -154,6 +155,22 @@ class Outputs:
     @property
     def feedback_pattern(self) -> str:
         return f"{self.feedback}/<student>/{self.ps_id}.html"
+
+    @property
+    def not_graded(self) -> Path:  # files of the batches that belong to nobody, with the reason
+        return self.root / f"not_graded_{self.ps_id}.json"
+
+    @property
+    def summary_html(self) -> Path:  # the class summary page and its two figures
+        return self.root / f"summary_{self.ps_id}.html"
+
+    @property
+    def totals_png(self) -> Path:
+        return self.root / f"summary_{self.ps_id}_totals.png"
+
+    @property
+    def cells_png(self) -> Path:
+        return self.root / f"summary_{self.ps_id}_cells.png"
 
     @property
     def default_gradebook(self) -> Path:

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import assemble, collect, feedback, gradebook, reports, sandbox
+from . import assemble, collect, gradebook, reports, sandbox
 from .assignment import Assignment, Outputs
 from .scoring import Graded, score
 from .settings import Settings
@@ -99,22 +99,38 @@ def _save(path: Path, g: Graded) -> None:
     os.replace(tmp, path)
 
 
+class NoSuchStudent(ValueError):
+    """`make grade STUDENT=id`: the submissions hold nothing of that student."""
+
+
 def grade_batch(a: Assignment, submissions: Path, settings: Settings = Settings(), *,
-                roster: set[str] | None = None, progress: bool = True, use_cache: bool = True,
-                name_regexp: str = collect.ZIP_COLLECT_REGEXP) -> list[Graded]:
-    """Collect, grade (``settings.workers`` in parallel), record, and write the CSV and feedback
-    into ``settings.out_dir``. Returns one ``Graded`` per student, sorted by student id. Never
-    stops on a bad submission."""
+                roster: set[str] | list[dict] | None = None, progress: bool = True, use_cache: bool = True,
+                name_regexp: str = collect.ZIP_COLLECT_REGEXP, student: str | None = None,
+                publish: bool = True) -> list[Graded]:
+    """Collect, grade (``settings.workers`` in parallel) and record into the gradebook; then
+    (``publish``) write the class's CSV, feedback and summary into ``settings.out_dir`` from
+    the gradebook (so a partial batch merges into the class). ``roster``: ids, or rows of
+    `reports.read_roster` (added to the gradebook). ``student``: regrade only that student's
+    submission (saved result ignored). Returns one ``Graded`` per student of this batch, sorted
+    by student id. Never stops on a bad submission."""
     out = Outputs(settings.out_dir, a.id)
     limits = settings.limits
-    collected = collect.collect(Path(submissions), a.id, out.submitted, roster=roster, due=a.ps.due,
-                                name_regexp=name_regexp)
+    people = [r for r in roster if isinstance(r, dict)] if roster is not None else []
+    ids = {r["student_id"] if isinstance(r, dict) else r for r in roster} if roster is not None else None
+    collected = collect.collect(Path(submissions), a.id, out.submitted, roster=ids, name_regexp=name_regexp)
+    if student is not None:
+        collected.submissions = [s for s in collected.submissions if s.student_id == student]
+        if not collected.submissions:
+            raise NoSuchStudent(f"no submission of {student!r} in {submissions}")
+        use_cache = False
     key = grader_key(a, limits)
     out.saved.mkdir(parents=True, exist_ok=True)
     results: dict[str, Graded] = {}
     bar = Progress(len(collected.submissions)) if progress else None
     with gradebook.open_gradebook(settings.gradebook_url) as gb:
         gradebook.sync_assignment(gb, a)
+        if people:
+            gradebook.add_students(gb, people)
 
         def work(sub: collect.Submission) -> tuple[Graded, bool]:
             digest = hashlib.sha256(sub.path.read_bytes()).hexdigest()[:16] if sub.path else "none"
@@ -145,8 +161,8 @@ def grade_batch(a: Assignment, submissions: Path, settings: Settings = Settings(
                 if bar:
                     bar.update(g, cached)
     graded = [results[k] for k in sorted(results)]
-    reports.write_csv(graded, a, out.csv)
-    feedback.write_all(graded, a, out)
-    for line in collected.rejected:
-        print(f"not graded: {line}", file=sys.stderr)
+    if collected.rejected:
+        reports.remember_not_graded(out, collected.rejected)
+    if publish:
+        reports.publish(a, out, settings.gradebook_url)
     return graded

@@ -136,35 +136,80 @@ def _setting_options(parser, *names) -> None:
         parser.add_argument(flag, type=kind, default=None, help=help_)
 
 
-def _roster(path: str | None):
-    if not path:
+def _one_set(args, verb: str):
+    if not args.ps or "," in args.ps:
+        print(f"make {verb} needs exactly one problem set: PS=psNN", file=sys.stderr)
         return None
-    import csv
+    return _sets(args.ps)[0]
 
-    with open(path, newline="") as f:
-        return {row["student_id"].strip() for row in csv.DictReader(f) if row.get("student_id")}
+
+def _print_report(report, out, settings) -> None:
+    from . import gradebook, reports, summary
+
+    print(reports.summary_table(report.rows, report.a))
+    print()
+    print(summary.text(report))
+    print(f"\ngradebook: {gradebook.shown_url(settings.gradebook_url)}")
+    print(f"grades CSV: {out.csv}")
+    print(f"feedback:   {out.feedback_pattern}")
+    print(f"summary:    {out.summary_html}")
 
 
 def cmd_grade(args) -> int:
-    from . import batch, gradebook, reports
+    from . import batch, reports
     from .assignment import Assignment, Outputs
 
-    if not args.ps or "," in args.ps:
-        print("make grade needs exactly one problem set: PS=psNN", file=sys.stderr)
+    ps = _one_set(args, "grade")
+    if ps is None:
         return 2
-    (ps,) = _sets(args.ps)
     if not args.submissions or not Path(args.submissions).exists():
         print(f"SUBMISSIONS={args.submissions!r}: no such folder or zip", file=sys.stderr)
         return 2
     settings = _settings(args)
     a = Assignment.of(ps)
-    graded = batch.grade_batch(a, Path(args.submissions), settings, roster=_roster(args.roster),
-                               progress=not args.quiet, use_cache=not args.regrade, name_regexp=args.name_regexp)
+    roster = reports.read_roster(args.roster) if args.roster else None
+    batch.grade_batch(a, Path(args.submissions), settings, roster=roster, progress=not args.quiet,
+                      use_cache=not args.regrade, name_regexp=args.name_regexp, student=args.student, publish=False)
     out = Outputs(settings.out_dir, ps.id)
-    print(reports.summary_table(graded, a))
-    print(f"\ngradebook: {gradebook.shown_url(settings.gradebook_url)}")
+    _print_report(reports.publish(a, out, settings.gradebook_url), out, settings)
+    return 0
+
+
+def cmd_override(args) -> int:
+    """A TA's score for one graded cell of one student (nbgrader's manual_score), kept by regrades."""
+    from . import gradebook, reports
+    from .assignment import Assignment, Outputs
+
+    ps = _one_set(args, "override")
+    if ps is None:
+        return 2
+    missing = [n for n in ("student", "cell", "score") if not getattr(args, n)]
+    if missing:
+        print("make override needs " + ", ".join(f"{n.upper()}=" for n in missing)
+              + " (and REASON=...; SCORE=auto removes an override)", file=sys.stderr)
+        return 2
+    a = Assignment.of(ps)
+    cell = args.cell
+    if cell.lower().startswith("q") and cell[1:].isdigit() and 0 < int(cell[1:]) <= len(a.max_scores):
+        cell = list(a.max_scores)[int(cell[1:]) - 1]  # the console table's short name
+    if args.score.strip().lower() == "auto":
+        score = None
+    else:
+        try:
+            score = float(args.score)
+        except ValueError:
+            print(f"SCORE={args.score!r} is not a number (or 'auto' to remove the override)", file=sys.stderr)
+            return 2
+    settings = _settings(args)
+    with gradebook.open_gradebook(settings.gradebook_url) as gb:
+        top = gradebook.set_override(gb, a, args.student, cell, score, args.reason or "")
+    out = Outputs(settings.out_dir, ps.id)
+    report = reports.publish(a, out, settings.gradebook_url)
+    row = next(r for r in report.rows if r.student_id == args.student)
+    what = f"{score:g}/{top:g} ({args.reason.strip()})" if score is not None else "the autograder's score again"
+    print(f"{ps.id} {args.student} {cell}: {what}; total now {row.total:g}/{row.max_total:g}")
     print(f"grades CSV: {out.csv}")
-    print(f"feedback:   {out.feedback_pattern}")
+    print(f"feedback:   {out.feedback_page(args.student)}")
     return 0
 
 
@@ -179,6 +224,17 @@ def cmd_bench(args) -> int:
 
     return bench.main(args.ps, repeats=args.repeats, batch_size=args.batch, settings=_settings(args),
                       batch_sets=args.batch_sets)
+
+
+def _input_errors(args) -> tuple[type[Exception], ...]:
+    """The errors of `make grade` and `make override` that a TA's input causes."""
+    if args.cmd not in ("grade", "override"):
+        return ()
+    from .batch import NoSuchStudent
+    from .gradebook import GradebookBusy, OverrideError
+    from .reports import RosterError
+
+    return NoSuchStudent, GradebookBusy, OverrideError, RosterError
 
 
 def main(argv=None) -> int:
@@ -218,7 +274,15 @@ def main(argv=None) -> int:
                         "(default: nbgrader's zip_collect convention)")
     _setting_options(g, "out", "db", "jobs", "cell_timeout", "memory_gb")
     g.add_argument("--regrade", action="store_true", help="ignore saved results")
+    g.add_argument("--student", default=os.environ.get("STUDENT") or None,
+                   help="regrade only this student's submission (env STUDENT); the CSV keeps the whole class")
     g.add_argument("--quiet", action="store_true")
+    o = add("override", cmd_override, "a TA's score for one graded cell (nbgrader's manual score)")
+    o.add_argument("--student", default=os.environ.get("STUDENT") or None)
+    o.add_argument("--cell", default=os.environ.get("CELL") or None, help="grade id, or q<N> as in the table")
+    o.add_argument("--score", default=os.environ.get("SCORE") or None, help="points, or 'auto' to remove")
+    o.add_argument("--reason", default=os.environ.get("REASON") or "", help="shown in the CSV and the feedback")
+    _setting_options(o, "out", "db")
     d = sub.add_parser("demo", help="release, build autograders, grade the demo class into grading/demo/")
     _setting_options(d, "jobs", "cell_timeout", "memory_gb")
     d.add_argument("--refresh", action="store_true", help="rewrite the demo class from the releases first")
@@ -231,6 +295,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         return args.fn(args)
-    except (manifest.ManifestError, SettingsError) as exc:
+    except (manifest.ManifestError, SettingsError, *_input_errors(args)) as exc:  # bad input: one line
         print(f"error: {exc}", file=sys.stderr)
         return 2

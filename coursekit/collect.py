@@ -6,9 +6,9 @@ Accepted layouts (checked in this order):
   `coursekit grade --name-regexp`), or are ``<student_id>.ipynb`` / ``<student_id>/<anything>.ipynb``;
 - a folder with the same names, or nbgrader's ``submitted/<student_id>/<ps>/<ps>.ipynb``.
 
-Problems (a zip-slip name, two submissions for one student, an unknown id, a late
-submission) never stop the collection: each becomes a flag (late, not on the roster) or a
-note (several submissions) on the student.
+Problems (a zip-slip name, two submissions for one student, an unknown id) never stop the
+collection: each becomes a flag (not on the roster) or a note (several submissions) on the
+student, or a line of ``Collected.rejected``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Submission:
     path: Path | None  # None when nothing gradable arrived
     timestamp: dt.datetime | None = None
     notes: list[str] = field(default_factory=list)  # informational
-    flags: list[str] = field(default_factory=list)  # for a TA to look at (late, not on the roster)
+    flags: list[str] = field(default_factory=list)  # for a TA to look at (not on the roster)
 
 
 @dataclass
@@ -73,8 +73,10 @@ def _safe_member(name: str) -> bool:
 
 
 def collect(source: Path, ps_id: str, dest: Path, *, name_regexp: str = ZIP_COLLECT_REGEXP,
-            roster: set[str] | None = None, due: dt.datetime | None = None) -> Collected:
-    """Gather the notebooks in ``source`` (folder or .zip) into ``dest/<student>/<ps>.ipynb``."""
+            roster: set[str] | None = None) -> Collected:
+    """Gather the notebooks in ``source`` (folder or .zip) into ``dest/<student>/<ps>.ipynb``.
+    Lateness is not judged here: the submission time goes to the gradebook, and the reports
+    apply the late policy (`coursekit.late`)."""
     regexp = re.compile(name_regexp)
     source = Path(source)
     found: dict[str, list[Submission]] = {}
@@ -137,9 +139,6 @@ def collect(source: Path, ps_id: str, dest: Path, *, name_regexp: str = ZIP_COLL
                 notes.append(f"{len(cands)} submissions without timestamps; graded the last one by name")
         if roster is not None and sid not in roster:
             flags.append("student id not on the roster")
-        if due and chosen.timestamp and chosen.timestamp > due:
-            late = chosen.timestamp - due
-            flags.append(f"late by {late.days}d {late.seconds // 3600}h {(late.seconds % 3600) // 60}m")
         final = dest / sid / f"{ps_id}.ipynb"
         final.write_bytes(chosen.path.read_bytes())
         for c in cands:

@@ -5,9 +5,11 @@ submission at a time; a write that collides with another TA's run is retried."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import random
 import time
 import warnings
+from dataclasses import dataclass, field
 
 from .assignment import Assignment
 from .scoring import Graded
@@ -96,6 +98,136 @@ def _record(gb, g: Graded) -> None:
 def record(gb, g: Graded) -> None:
     """Write one student's grades (idempotent: a rerun updates the same rows)."""
     _retrying(gb, _record, g)
+
+
+def _add_students(gb, people: list[dict]) -> None:
+    for p in people:
+        gb.update_or_create_student(p["student_id"], **{k: p[k] for k in ("first_name", "last_name", "email")
+                                                        if p.get(k)})
+    gb.db.commit()
+
+
+def add_students(gb, people: list[dict]) -> None:
+    """Put roster students in the gradebook (``student_id`` and optional ``first_name``,
+    ``last_name``, ``email``): nbgrader's export and the class CSV list them, submitted or not."""
+    _retrying(gb, _add_students, people)
+
+
+class OverrideError(ValueError):
+    """An override names an unknown student or cell, or a score out of range."""
+
+
+@dataclass
+class CellGrade:
+    """One graded cell of one submission, as nbgrader stores it."""
+
+    auto: float | None
+    manual: float | None  # a TA's override: wins over ``auto`` (nbgrader's Grade.score)
+    reason: str | None  # the override's reason (a Comment on the grade cell)
+
+    @property
+    def score(self) -> float:
+        return float(self.manual if self.manual is not None else (self.auto or 0.0))
+
+
+@dataclass
+class Entry:
+    """One student of the gradebook for one problem set (``submitted`` False: no submission)."""
+
+    student_id: str
+    first_name: str = ""
+    last_name: str = ""
+    email: str = ""
+    submitted: bool = False
+    timestamp: dt.datetime | None = None
+    late_penalty: float = 0.0
+    cells: dict[str, CellGrade] = field(default_factory=dict)
+
+    @property
+    def raw_total(self) -> float:
+        return float(sum(c.score for c in self.cells.values()))
+
+
+def _override_reasons(nb) -> dict[str, str]:
+    """grade cell name -> the reason of its override, from nbgrader's Comment rows."""
+    return {c.name: c.manual_comment for c in nb.comments if c.manual_comment and c.cell.type == "GradeCell"}
+
+
+def read_class(gb, ps_id: str) -> dict[str, Entry]:
+    """Every student of the gradebook with their grades of ``ps_id`` (what nbgrader's export
+    reads too: a student without a submission gets an entry with ``submitted`` False)."""
+    with quiet():
+        entries = {s.id: Entry(s.id, s.first_name or "", s.last_name or "", s.email or "") for s in gb.students}
+        try:
+            subs = gb.assignment_submissions(ps_id)
+        except Exception:  # noqa: BLE001 -- MissingEntry: the problem set was never graded here
+            subs = []
+        for sub in subs:
+            e = entries[sub.student.id]
+            e.submitted, e.timestamp = True, sub.timestamp
+            e.late_penalty = float(sub.late_submission_penalty or 0.0)
+            for nb in sub.notebooks:
+                reasons = _override_reasons(nb)
+                for g in nb.grades:
+                    e.cells[g.name] = CellGrade(g.auto_score, g.manual_score, reasons.get(g.name))
+    return entries
+
+
+def _set_override(gb, a: Assignment, student: str, cell: str, score: float | None, reason: str) -> None:
+    from nbgrader.api import Comment
+
+    grade = gb.find_grade(cell, a.id, a.id, student)
+    grade.manual_score = score
+    grade.needs_manual_grade = False
+    nb = grade.notebook
+    comment = next((c for c in nb.comments if c.cell_id == grade.cell_id), None)
+    if comment is None:
+        comment = Comment(cell_id=grade.cell_id, notebook_id=nb.id)
+        gb.db.add(comment)
+    comment.manual_comment = reason if score is not None else None
+    gb.db.commit()
+
+
+def set_override(gb, a: Assignment, student: str, cell: str, score: float | None, reason: str) -> float:
+    """Store a TA's score for one graded cell as nbgrader's ``manual_score`` (``score`` None
+    removes it), with ``reason`` as a comment on that cell. Regrading changes only the
+    ``auto_score``, so the override stays. Returns the cell's maximum."""
+    from nbgrader.api import MissingEntry
+
+    if cell not in a.max_scores:
+        raise OverrideError(f"{a.id} has no graded cell {cell!r}; graded cells: {', '.join(a.max_scores)}")
+    top = a.max_scores[cell]
+    if score is not None and not 0 <= score <= top:
+        raise OverrideError(f"score {score:g} is outside [0, {top:g}] for {cell}")
+    if score is not None and not reason.strip():
+        raise OverrideError("an override needs a REASON (shown to the student in the feedback)")
+    with quiet():
+        try:
+            gb.find_assignment(a.id)
+        except MissingEntry:
+            raise OverrideError(f"{a.id} has not been graded in this gradebook") from None
+        try:
+            gb.find_submission(a.id, student)
+        except MissingEntry:
+            known = sorted(s.student.id for s in gb.assignment_submissions(a.id))
+            raise OverrideError(f"no graded submission of {a.id} by {student!r} in this gradebook"
+                                f"{'; graded: ' + ', '.join(known[:20]) if known else ''}") from None
+    _retrying(gb, _set_override, a, student, cell, score, reason.strip())
+    return top
+
+
+def _apply_late(gb, ps_id: str, penalties: dict[str, float]) -> None:
+    for student, points in penalties.items():
+        nb = gb.find_submission_notebook(ps_id, ps_id, student)
+        if (nb.late_submission_penalty or 0.0) != points:
+            nb.late_submission_penalty = points
+    gb.db.commit()
+
+
+def store_late_penalties(gb, ps_id: str, penalties: dict[str, float]) -> None:
+    """Student -> points deducted, as nbgrader's ``late_submission_penalty`` (its export
+    subtracts it from the raw score, as the class CSV does)."""
+    _retrying(gb, _apply_late, ps_id, penalties)
 
 
 def shown_url(url: str) -> str:
