@@ -52,7 +52,7 @@ def grade_file(a: Assignment, path: Path | None, student_id: str,
     except Exception as exc:  # noqa: BLE001 -- an internal failure must not stop the batch
         return Graded.ungraded(a, student_id, f"grader failure: {type(exc).__name__}: {exc}",
                                [f"grader failure: {type(exc).__name__}"]), []
-    s = score(results, a)
+    s = score(results, a, built.plan)
     return Graded(student_id, a.id, s.scores, dict(a.max_scores), s.messages, s.flags, built.notes + s.notes,
                   seconds=time.perf_counter() - t0, cell_seconds=sum(r.seconds for r in results),
                   student_seconds=sum(r.student_seconds for r in results)), results

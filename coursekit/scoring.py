@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from .assignment import Assignment
+from .notebook import Cell
 from .sandbox import CellResult, Status
 
 
@@ -57,21 +58,46 @@ class Scored:
     notes: list[str]
 
 
-def score(results: list[CellResult], a: Assignment) -> Scored:
-    """Per-cell scores from one submission's cell results."""
+def _owner(r: CellResult, plan: dict[int, Cell] | None, course: set[str]) -> tuple[str, bool]:
+    """Who wrote the cell of ``r``: (how to name it, whether it is the course's own cell).
+
+    An unlabelled cell whose source equals one of the instructor notebook's unlabelled cells
+    (a figure or demo cell, as released) is the course's, named by the exercise before it;
+    any other is the student's. Without the plan that ran, an unlabelled cell is not attributed."""
+    if r.grade_id:
+        return r.grade_id, False
+    if plan is None or r.index not in plan:
+        return "an ungraded cell", False
+    if plan[r.index].source.strip() not in course:
+        return "a cell you added or changed", False
+    before = [c.grade_id for i, c in sorted(plan.items()) if i < r.index and c.kind == "solution" and c.grade_id]
+    exercise = before[-1].split("_")[0] if before else "the setup"
+    if exercise[:2] == "ex" and exercise[2:].isdigit():
+        exercise = f"exercise {exercise[2:]}"
+    return f"the course's cell after {exercise}", True
+
+
+def score(results: list[CellResult], a: Assignment, plan: list[Cell] | None = None) -> Scored:
+    """Per-cell scores from one submission's cell results. ``plan``: the cells that ran
+    (``assemble``'s plan; ``r.index`` is a position in it), to tell the student's own ungraded
+    cells from the course's."""
     scores, messages, flags, notes = {}, {}, [], []
     seen_cheat = None  # the first forbidden action outside the tests: every later test gets 0
+    by_index = None if plan is None else {c.index: c for c in plan}
+    course = {c.source.strip() for c in a.plan if c.kind == "code"}
     for r in results:
         notes += [f"blocked: {m}" for sev, m in r.violations if sev != "forbidden"]
-        where = r.grade_id or "an added cell"
         if r.kind != "test":
+            where, course_cell = _owner(r, by_index, course)
             if r.forbidden:
                 seen_cheat = seen_cheat or r.forbidden[0]
                 flags.append(f"suspicious: {r.forbidden[0]} (in {where}); later exercises get 0")
             if r.status.runaway:
                 flags.append(f"runaway code in {where}: {r.status}")
             elif r.status == Status.FAILED and r.kind in ("solution", "code"):
-                notes.append(f"{r.grade_id or 'a cell you added'} raised {(r.error or '').splitlines()[0][:200]}")
+                error = (r.error or "").splitlines()[0][:200] if r.error else ""
+                if not (course_cell and error.startswith("NotImplementedError")):  # an unfinished exercise
+                    notes.append(f"{where} raised {error}")
             continue
         gid = r.grade_id
         scores[gid] = 0.0
