@@ -24,6 +24,7 @@ import pickle
 import signal
 import sys
 import time
+import traceback
 import types
 
 from . import wire
@@ -464,7 +465,7 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
         kind, source, timeout = cell["kind"], cell["source"], float(cell["timeout"])
         remote.deadline = time.monotonic() + timeout
         result = {"index": cell["index"], "ok": True, "error": None, "status": "passed", "violations": [],
-                  "tampered": [], "maxrss_kb": 0, "suspicious": None}
+                  "tampered": [], "maxrss_kb": 0, "suspicious": None, "line": None}
         remote.student_seconds = 0.0
         t0 = time.perf_counter()
         try:
@@ -477,9 +478,9 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
             else:
                 _run_test(remote, shell, cell, timeout, test_vars, result)
         except ChildLost as exc:
-            result.update(ok=False, error=str(exc), status=exc.status)
+            result.update(ok=False, error=str(exc), status=exc.status, line=_test_line(exc, cell))
         except BaseException as exc:  # noqa: BLE001 -- any failure of a cell is a result
-            result.update(ok=False, error=_format_error(exc))
+            result.update(ok=False, error=_format_error(exc), line=_test_line(exc, cell))
             if isinstance(exc, checks.SuspiciousValue):
                 result["suspicious"] = str(exc)[:300]
         finally:
@@ -574,9 +575,25 @@ class SetupGlobals(dict):
         raise KeyError(name)
 
 
+def _test_filename(cell: dict) -> str:
+    return f"<test {cell.get('grade_id')}>"
+
+
+def _test_line(exc: BaseException, cell: dict) -> int | None:
+    """The line of a test cell's own top level (1-based) that was running when ``exc`` ended it;
+    None for other cells, or when the test's code was not running (this side's frames only)."""
+    if cell["kind"] != "test":
+        return None
+    name = _test_filename(cell)
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code.co_filename == name and frame.f_code.co_name == "<module>":
+            return lineno
+    return None
+
+
 def _run_test(remote: Remote, shell, cell: dict, timeout: float, test_vars: dict, result: dict) -> None:
     """Run a test cell here, with the submission's names it uses fetched as plain data or proxies."""
-    code = compile(cell["source"], f"<test {cell.get('grade_id')}>", "exec")
+    code = compile(cell["source"], _test_filename(cell), "exec")
     remote.value({"op": "phase", "phase": "test"})
     ns = dict(shell.user_ns)
     ns.update(test_vars)

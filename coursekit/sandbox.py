@@ -77,6 +77,7 @@ class CellResult:
     maxrss_kb: int = 0
     suspicious: str | None = None  # a test rejected a returned object built to fool it
     student_seconds: float = 0.0  # time spent in calls into the submission's functions
+    line: int | None = None  # a failed test cell: the line of its top level (1-based, as run) that failed
 
     @property
     def ok(self) -> bool:
@@ -258,6 +259,8 @@ def _result(cell: notebook.Cell, reply: dict) -> CellResult:
     r = CellResult(cell.index, cell.kind, cell.grade_id, cell.points, Status(reply["status"]), reply["error"],
                    float(reply["seconds"]), list(reply["violations"]), list(reply["tampered"]),
                    int(reply["maxrss_kb"]), reply["suspicious"], float(reply["student_seconds"]))
+    line = reply.get("line")
+    r.line = line if type(line) is int and line > 0 else None
     if r.tampered:
         r.status = Status.TAMPERED
     elif r.forbidden:
