@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import symtable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class SubmissionError(ValueError):
 class Assembled:
     plan: list[notebook.Cell]
     notes: list[str] = field(default_factory=list)
+    skipped: int = 0  # the course's own figure cells left out (see `_skippable`)
 
 
 def load(path: Path, max_bytes: int = MAX_BYTES):
@@ -73,6 +75,49 @@ def _defined_names(source: str) -> set[str]:
     except SyntaxError:
         return set()
     return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+
+
+def _globals(source: str, *, bound: bool) -> set[str] | None:
+    """Module-level names a cell binds (``bound``) or reads; None when it does not parse."""
+    try:
+        top = symtable.symtable(notebook.instructor_source(source), "<cell>", "exec")
+    except SyntaxError:
+        return None
+    names: set[str] = set()
+    tables = [top]
+    while tables:
+        t = tables.pop()
+        tables += t.get_children()
+        for sym in t.get_symbols():
+            if bound:
+                binds = sym.is_assigned() or sym.is_imported() or sym.is_namespace()
+                if binds and (t is top or sym.is_declared_global()):
+                    names.add(sym.get_name())
+            elif sym.is_referenced() and (t is top or sym.is_global() or
+                                          (t.get_type() == "class" and not sym.is_assigned())):
+                names.add(sym.get_name())
+    return names
+
+
+def _skippable(course: set[str], extras: list[str], solutions: list[str]) -> set[str]:
+    """The course's own ungraded cells (figures, demos) that grading can leave out.
+
+    A cell of the submission identical to one of the instructor's unlabelled cells is the
+    course's, not the student's: its figure is never looked at when grading, and tests may not
+    use what it defines (AUTHORING.md). It is left out unless a cell that does run (a solution,
+    a cell the student wrote or edited) mentions a name it binds, or it does not parse.
+    """
+    theirs = [s for s in extras if s.strip() not in course] + solutions
+    used: set[str] = set()
+    for src in theirs:
+        used |= _globals(src, bound=False) or set()
+    skip = set()
+    for src in extras:
+        if src.strip() in course:
+            bound = _globals(src, bound=True)
+            if bound is not None and not bound & used:
+                skip.add(src)
+    return skip
 
 
 def assemble(a: Assignment, student_nb) -> Assembled:
@@ -126,6 +171,11 @@ def assemble(a: Assignment, student_nb) -> Assembled:
         if cell.source.strip():
             extras_after.setdefault(last_anchor, []).append(cell.source)
 
+    skip = _skippable({c.source.strip() for c in plan_cells if c.kind == "code"},
+                      [src for srcs in extras_after.values() for src in srcs],
+                      [student_code[pos].source for pos in matched.values()])
+    extras_after = {k: [s for s in v if s not in skip] for k, v in extras_after.items()}
+
     plan: list[notebook.Cell] = []
     index = 0
 
@@ -152,4 +202,4 @@ def assemble(a: Assignment, student_nb) -> Assembled:
     for srcs in extras_after.values():
         for src in srcs:
             emit("code", src)
-    return Assembled(plan, notes)
+    return Assembled(plan, notes, len(skip))

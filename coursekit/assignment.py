@@ -54,6 +54,26 @@ class Assignment:
         return notebook.cells(self.source_nb)
 
     @cached_property
+    def modules(self) -> list[str]:
+        """Dotted names of the modules the notebook's code imports (for the grader to preload)."""
+        import ast
+
+        names = set()
+        for c in self.cells:
+            if c.kind == "markdown":
+                continue
+            try:
+                tree = ast.parse(notebook.instructor_source(c.source))
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    names.update(al.name for al in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names.add(node.module)
+        return sorted(names)
+
+    @cached_property
     def tests(self) -> list[notebook.Cell]:
         """The graded test cells, in notebook order."""
         return [c for c in self.cells if c.kind == "test"]

@@ -47,6 +47,7 @@ def grade_file(a: Assignment, path: Path | None, student_id: str,
     except assemble.SubmissionError as exc:
         return Graded.ungraded(a, student_id, str(exc), [f"ungradable: {exc}"]), []
     built = assemble.assemble(a, student_nb)
+    sandbox.preload(a.modules)
     try:
         results = sandbox.run_cells(built.plan, limits=limits)
     except Exception as exc:  # noqa: BLE001 -- an internal failure must not stop the batch

@@ -166,6 +166,98 @@ def batch_run(a: Assignment, n: int, jobs: int, repeats: int, settings: Settings
             "efficiency": med[one] / (jobs * med[many]), "floor_s": floor, "vs_floor": med[many] / floor}
 
 
+def _tree_rss_mb(root: int) -> tuple[float, float]:
+    """Resident MB of ``root``'s whole process tree, and of its long-lived part (``root`` and
+    its direct children, e.g. the grader's fork server), from /proc."""
+    parent, rss = {}, {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            parent[int(d.name)], rss[int(d.name)] = int(fields[1]), int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, todo = {root}, [root]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in tree]
+        tree.update(kids)
+        todo += kids
+    # the grader and its direct children (the fork server): grading processes are the server's children
+    long_lived = sum(rss.get(p, 0) for p in tree if p == root or parent.get(p) == root)
+    return sum(rss.get(p, 0) for p in tree) / 2**20, long_lived / 2**20
+
+
+def class_run(a: Assignment, n: int, settings: Settings, log=print) -> dict:
+    """A synthetic class of ``n`` submissions (a third each correct, partial, stub) graded as
+    `make grade` grades it. Wall time, the floor (the submissions' own code: their cells and
+    every call into their functions, summed, divided by the workers), memory of the whole
+    process tree sampled every 0.5 s, and whether grading slows down over the batch."""
+    import threading
+
+    jobs = settings.workers
+    samples: list[tuple[float, float, float]] = []
+    stop = threading.Event()
+
+    def sample():
+        t0 = time.perf_counter()
+        while not stop.wait(0.5):
+            samples.append((time.perf_counter() - t0, *_tree_rss_mb(os.getpid())))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        make_batch(a, tmp / "subs", n)
+        run = settings.replace(out=tmp / "out", db=None)
+        log(f"{a.id}: grading a class of {n} with {jobs} workers ...")
+        watcher = threading.Thread(target=sample, daemon=True)
+        watcher.start()
+        t0 = time.perf_counter()
+        graded = batch.grade_batch(a, tmp / "subs", run, progress=True, use_cache=False)
+        wall = time.perf_counter() - t0
+        stop.set()
+        watcher.join()
+    graded.sort(key=lambda g: g.student_id)
+    student = sum(g.student_seconds for g in graded)
+    tenth = max(1, n // 10)
+    first, last = graded[:tenth], graded[-tenth:]
+    third = max(1, len(samples) // 3)
+    return {
+        "ps": a.id, "n": n, "jobs": jobs, "wall_s": wall, "floor_s": student / jobs, "vs_floor": wall / (student / jobs),
+        "per_submission_s": wall / n,
+        "first_tenth_s": statistics.median(g.seconds for g in first),
+        "last_tenth_s": statistics.median(g.seconds for g in last),
+        "peak_tree_mb": max((s[1] for s in samples), default=float("nan")),
+        "long_lived_mb_first_third": _median([s[2] for s in samples[:third]]),
+        "long_lived_mb_last_third": _median([s[2] for s in samples[-third:]]),
+        "graded": len(graded),
+    }
+
+
+def class_report(c: dict) -> list[str]:
+    return ["", f"## Class of {c['n']} {c['ps']} submissions, {c['jobs']} workers (correct, partial, stub in turn)", "",
+            f"Wall {c['wall_s']:.0f} s ({c['per_submission_s']:.2f} s per submission); floor (the submissions' own "
+            f"code / {c['jobs']}) {c['floor_s']:.0f} s; measured / floor **{c['vs_floor']:.2f}**.",
+            f"Median time to grade one submission: {c['first_tenth_s']:.2f} s in the first tenth of the class, "
+            f"{c['last_tenth_s']:.2f} s in the last tenth.",
+            f"Memory: peak {c['peak_tree_mb']:.0f} MB for the whole process tree (grader, fork server, grading "
+            f"processes); grader + fork server {c['long_lived_mb_first_third']:.0f} MB (median, first third of "
+            f"the run) -> {c['long_lived_mb_last_third']:.0f} MB (last third)."]
+
+
+def main_class(ps_id: str, n: int, settings: Settings | None = None, layout: Layout = Layout(), log=print) -> int:
+    """`make bench-class`: one synthetic class; appends its figures to bench/class.md."""
+    settings = settings or Settings()
+    (ps,) = select(ps_id)
+    c = class_run(Assignment.of(ps), n, settings, log)
+    layout.bench.mkdir(exist_ok=True)
+    md = [f"# Class-scale run ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores)", *class_report(c)]
+    (layout.bench / f"class_{ps.id}_{n}.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
 def main(spec: str | None = None, repeats: int = 3, batch_size: int = 20, settings: Settings | None = None,
          batch_sets: str | None = None, layout: Layout = Layout(), log=print) -> int:
     settings = settings or Settings()

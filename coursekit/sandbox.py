@@ -96,6 +96,18 @@ _START_LOCK = threading.Lock()
 _CTX_LOCK = threading.Lock()
 
 
+_EXTRA_PRELOAD: set[str] = set()
+
+
+def preload(modules) -> None:
+    """Have the fork server import ``modules`` too (a problem set's scipy, sklearn ...), so that
+    no grading process pays for those imports; a module that is missing is skipped. Only
+    before the server starts: it is started once per grader process."""
+    with _CTX_LOCK:
+        if _CTX is None:
+            _EXTRA_PRELOAD.update(m for m in modules if m.split(".")[0] not in ("dlt_checks", "coursekit"))
+
+
 def _context():
     global _CTX
     with _CTX_LOCK:  # one fork server, started once, whichever grading thread gets here first
@@ -105,7 +117,7 @@ def _context():
             root = str(Path(__file__).resolve().parent.parent)
             if root not in sys.path:
                 sys.path.insert(0, root)
-            ctx.set_forkserver_preload(PRELOAD)
+            ctx.set_forkserver_preload(PRELOAD + sorted(_EXTRA_PRELOAD - set(PRELOAD)))
             _start_forkserver_without_secrets()
             _CTX = ctx
     return _CTX
