@@ -40,6 +40,10 @@ class ScratchCourse:
         cfg.Execute.timeout = timeout
         cfg.Execute.interrupt_on_timeout = True
         cfg.Exchange.root = str(self.root / "exchange")
+        # kernels over IPC in the scratch folder: over TCP, ipykernel warns on every start that
+        # traffic is unencrypted ("Kernel is running over TCP without encryption")
+        cfg.KernelManager.transport = "ipc"
+        cfg.KernelManager.ip = str(self.root / "kernel")
         self.config = cfg
         self.coursedir = CourseDirectory(config=cfg)
         self.api = NbGraderAPI(coursedir=self.coursedir, config=cfg)

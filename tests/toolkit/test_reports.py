@@ -239,3 +239,19 @@ def test_make_grade_console_shows_progress_and_results_only(tmp_path):
     assert re.search(r"^bob\s.*0/100\s+ok$", proc.stdout, re.M), proc.stdout
     assert "class summary: 1 submitted of 1 students" in proc.stdout
     assert (tmp_path / "out" / "summary_ps01.html").exists()
+
+
+def test_nbgrader_backend_starts_kernels_quietly(toy_course, capfd):
+    """ipykernel warns "Kernel is running over TCP without encryption" when nbgrader's
+    autograde (make validate, make bench) starts a kernel over TCP; the scratch course uses IPC."""
+    from coursekit.backends import Nbgrader
+
+    nbg = Nbgrader(Assignment.of(toy_course))
+    try:
+        assert nbg.grade(toy_course.release_notebook, "bob") == {
+            "ex1_double_values": 0.0, "ex1_double_shape": 0.0, "ex2_mean_square_values": 0.0}
+    finally:
+        nbg.close()
+    captured = capfd.readouterr()
+    assert "without encryption" not in captured.err + captured.out
+    assert "SAWarning" not in captured.err + captured.out
