@@ -76,6 +76,16 @@ def cmd_new(args) -> int:
     return 0
 
 
+def cmd_publish(args) -> int:
+    from . import publish
+
+    week = args.week
+    if week is not None and not str(week).strip().isdigit():
+        print(f"error: WEEK={week!r}: a week number, e.g. WEEK=3", file=sys.stderr)
+        return 2
+    return publish.main(week=int(week) if week is not None else None, date=args.date, limits=_settings(args).limits)
+
+
 def cmd_autograder(args) -> int:
     from . import autograder
     from .assignment import Assignment
@@ -257,6 +267,16 @@ def main(argv=None) -> int:
     n.add_argument("--topic", default=os.environ.get("TOPIC") or None,
                    help="module name part: solutions/psNN_<topic>.py (env TOPIC; default: from the title)")
     n.set_defaults(fn=cmd_new)
+    pub = sub.add_parser("publish", help="student bundles and Gradescope zips of the sets released by WEEK/DATE -> dist/",
+                         description="For every written problem set released by then: refuse it if release/ is stale "
+                                     "or validation fails, else write dist/psNN/psNN.zip (student bundle) and "
+                                     "dist/psNN/psNN-gradescope-autograder.zip. Exit 1 if one was refused.")
+    pub.add_argument("--week", default=os.environ.get("WEEK") or None,
+                     help="week n = the n-th release date in course.toml (env WEEK)")
+    pub.add_argument("--date", default=os.environ.get("DATE") or None,
+                     help="publish what is released on or before YYYY-MM-DD (env DATE)")
+    _setting_options(pub, "cell_timeout", "memory_gb")
+    pub.set_defaults(fn=cmd_publish)
     add("release", cmd_release, "nbgrader generate_assignment -> release/")
     add("check-release", cmd_check_release, "fail if release/ differs from a fresh release")
     _setting_options(add("autograder", cmd_autograder, "otter tests and Gradescope autograder.zip -> autograder/"),

@@ -48,6 +48,10 @@ class Layout:
         return self.root / "build" / "site"
 
     @property
+    def dist(self) -> Path:  # `make publish`: what goes to students and Gradescope (not committed)
+        return self.root / "dist"
+
+    @property
     def nbgrader_config(self) -> Path:
         return self.root / "nbgrader_config.py"
 
@@ -131,6 +135,18 @@ class ProblemSet:
     @property
     def mutant_tests(self) -> Path:  # correct alternatives and plausible bugs, graded
         return self.root / "tests" / "mutants" / f"test_{self.id}_mutants.py"
+
+    @property
+    def dist_dir(self) -> Path:  # dist/psNN/: the published student bundle and Gradescope zip
+        return Layout(self.root).dist / self.id
+
+    @property
+    def student_bundle(self) -> Path:  # the release folder as students download it
+        return self.dist_dir / f"{self.id}.zip"
+
+    @property
+    def gradescope_zip(self) -> Path:  # the autograder zip to upload to Gradescope
+        return self.dist_dir / f"{self.id}-gradescope-autograder.zip"
 
     @property
     def demo_dir(self) -> Path:
