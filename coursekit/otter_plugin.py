@@ -102,7 +102,7 @@ def limits_from(cfg: dict):
 
 
 def _case_message(passed: bool, reason: str) -> str:
-    return "✅ passed" if passed else f"❌ failed: {reason or 'failed'}"
+    return "passed" if passed else f"failed: {reason or 'failed'}"
 
 
 class GradingPlugin(AbstractOtterPlugin):
