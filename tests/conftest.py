@@ -43,6 +43,7 @@ def pytest_collection_modifyitems(config, items):
                                      len(HEAVY_FIRST)))
 
 
-HEAVY_FIRST = ("toolkit/test_integrity.py", "toolkit/test_grade_robust.py", "toolkit/test_gradebook_db.py",
+HEAVY_FIRST = ("toolkit/test_integrity.py", "toolkit/test_gradescope.py", "toolkit/test_grade_robust.py",
+               "toolkit/test_gradebook_db.py",
                "tests/mutants/", "tests/e2e/", "toolkit/test_validate.py", "toolkit/test_otter_limits.py",
                "toolkit/test_settings.py", "toolkit/test_demo.py", "toolkit/test_sandbox.py")
