@@ -1,5 +1,6 @@
 # The verbs of the course. Each target creates/updates the virtual environment first.
 #   make demo                 release + autograders for every written problem set, grade the demo class
+#   make demo-refresh [PS=..] rewrite the demo class demo/psNN/ from release/psNN/ (after a release changed)
 #   make test                 the whole test suite (what CI runs)
 #   make new PS=ps12 TITLE="..." [TOPIC=...]  scaffold a new problem set that passes check-source/release/validate
 #   make release [PS=ps01]    nbgrader generate_assignment -> release/
@@ -20,7 +21,7 @@ export PS SUBMISSIONS JOBS DB ROSTER CELL_TIMEOUT MEMORY_GB OUT
 export STUDENT CELL SCORE REASON
 export TITLE TOPIC WEEK DATE
 
-.PHONY: venv demo test test-fast list check-source new publish release check-release autograder try validate grade override bench site lint clean
+.PHONY: venv demo demo-refresh test test-fast list check-source new publish release check-release autograder try validate grade override bench site lint clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
@@ -32,6 +33,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 demo: $(STAMP)
 	$(CK) demo
+
+demo-refresh: $(STAMP)
+	$(CK) demo-refresh
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup --durations=15 tests

@@ -229,6 +229,16 @@ def cmd_demo(args) -> int:
     return demo.main(_settings(args), refresh_class=args.refresh)
 
 
+def cmd_demo_refresh(args) -> int:
+    """Rewrite demo/psNN/ (the five demo students) from the committed release, without grading."""
+    from . import demo
+
+    for ps in _sets(args.ps):
+        folder = demo.refresh(ps)
+        print(f"{ps.id}: demo class rewritten in {folder.relative_to(ps.root)}/ (commit it)")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from . import bench
 
@@ -307,6 +317,7 @@ def main(argv=None) -> int:
     _setting_options(d, "jobs", "cell_timeout", "memory_gb")
     d.add_argument("--refresh", action="store_true", help="rewrite the demo class from the releases first")
     d.set_defaults(fn=cmd_demo)
+    add("demo-refresh", cmd_demo_refresh, "rewrite the demo class demo/psNN/ from release/psNN/ (no grading)")
     b = add("bench", cmd_bench, "measure notebooks and grading; writes bench/")
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--batch", type=int, default=20)
