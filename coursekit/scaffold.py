@@ -306,7 +306,7 @@ def new(ps_id: str, title: str | None = None, topic: str | None = None, path: Pa
     """Create problem set ``ps_id``; returns its manifest entry. Refuses (ManifestError, nothing written) an
     id already written, a malformed id or topic, or a file that already exists."""
     if not ID.match(ps_id or ""):
-        raise ManifestError(f"PS={ps_id!r}: a problem set id is 'ps' and two digits, e.g. PS=ps12")
+        raise ManifestError(f"PS={ps_id or ''!r}: a problem set id is 'ps' and two digits, e.g. PS=ps12")
     sets = manifest.load(path)
     existing = next((p for p in sets if p.id == ps_id), None)
     if existing is not None and existing.written:
