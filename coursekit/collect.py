@@ -29,9 +29,10 @@ _TS_FORMATS = ("%Y-%m-%d-%H-%M-%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%
 class Submission:
     student_id: str
     path: Path | None  # None when nothing gradable arrived
-    timestamp: dt.datetime | None = None
+    timestamp: dt.datetime | None = None  # the submission time (file name or timestamp.txt): lateness
     notes: list[str] = field(default_factory=list)  # informational
     flags: list[str] = field(default_factory=list)  # for a TA to look at (not on the roster)
+    mtime: dt.datetime | None = None  # a zip member's modification time: only to order two submissions
 
 
 @dataclass
@@ -89,12 +90,11 @@ def collect(source: Path, ps_id: str, dest: Path, *, name_regexp: str = ZIP_COLL
         if sid is None:
             rejected.append(f"{name}: cannot tell whose submission this is")
             return
-        ts = ts or mtime
         n = len(found.get(sid, []))
         target = dest / sid / f"{ps_id}.{n}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-        found.setdefault(sid, []).append(Submission(sid, target, ts))
+        found.setdefault(sid, []).append(Submission(sid, target, ts, mtime=mtime))
 
     if source.is_file() and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as zf:
@@ -131,10 +131,10 @@ def collect(source: Path, ps_id: str, dest: Path, *, name_regexp: str = ZIP_COLL
         chosen = cands[-1]
         notes, flags = [], []
         if len(cands) > 1:
-            dated = [c for c in cands if c.timestamp]
-            if len(dated) == len(cands):
-                chosen = max(cands, key=lambda c: c.timestamp)
-                notes.append(f"{len(cands)} submissions; graded the latest ({chosen.timestamp:%Y-%m-%d %H:%M})")
+            when = (lambda c: c.timestamp) if all(c.timestamp for c in cands) else (lambda c: c.mtime)
+            if all(when(c) for c in cands):
+                chosen = max(cands, key=when)
+                notes.append(f"{len(cands)} submissions; graded the latest ({when(chosen):%Y-%m-%d %H:%M})")
             else:
                 notes.append(f"{len(cands)} submissions without timestamps; graded the last one by name")
         if roster is not None and sid not in roster:

@@ -96,7 +96,10 @@ class Row:
         """The one-line reason behind the status."""
         if not self.submitted:
             return "no submission"
-        return self.error or "; ".join(self.flags) or (f"late by {_duration(self.late_by)}" if self.late_by else "")
+        if self.error or self.flags:
+            more = len(self.flags) - (0 if self.error else 1)
+            return (self.error or self.flags[0]) + (f" (+{more} more flag{'s' * (more > 1)})" if more > 0 else "")
+        return f"late by {_duration(self.late_by)}" if self.late_by else ""
 
     @property
     def all_notes(self) -> list[str]:
@@ -106,7 +109,8 @@ class Row:
             out.append(f"late by {_duration(self.late_by)}: -{self.late_percent:g}% (-{self.late_penalty:g} points)")
         for gid, (score, reason) in self.overrides.items():
             out.append(f"override {gid}: {self.auto_scores.get(gid, 0):g} -> {score:g} ({reason})")
-        return out + [f"flag: {f}" for f in self.flags] + self.notes
+        flags = [f for f in self.flags if not (self.error and self.error in f)]  # "ungradable: <error>"
+        return out + [f"flag: {f}" for f in flags] + self.notes
 
 
 def _duration(d: dt.timedelta) -> str:

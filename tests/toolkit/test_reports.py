@@ -57,7 +57,8 @@ def course(toy_course, tmp_path_factory):
         zf.writestr(_zip_name("carol", "2027-01-11-10-00-00"), half)
         zf.writestr(_zip_name("dave", "2027-01-11-09-00-00"), stub_b)
         zf.writestr(_zip_name("mallory", "2027-01-11-09-00-00"), good)
-        zf.writestr(_zip_name("junk", "2027-01-11-09-00-00"), b"{not json")
+        # no time in the name; the member's own modification time (after the due date) is no submission time
+        zf.writestr(zipfile.ZipInfo("junk.ipynb", date_time=(2027, 2, 1, 12, 0, 0)), b"{not json")
         zf.writestr("ps00.ipynb", good)  # whose? nobody's
     (root / "roster.csv").write_text(ROSTER)
     later = root / "later"  # dave fixes his notebook: a batch of one
@@ -120,6 +121,7 @@ def test_lms_columns_roster_and_late_policy(graded):
     assert "2 submissions; graded the latest" in rows["carol"]["notes"] and rows["carol"]["total"] == "6"
     assert rows["mallory"]["status"] == "flagged" and "not on the roster" in rows["mallory"]["notes"]
     assert rows["junk"]["status"] == "error" and "JSON" in rows["junk"]["reason"]
+    assert (rows["junk"]["submitted_at"], rows["junk"]["late_by_hours"]) == ("", "0")
 
 
 def test_late_policy_arithmetic():
@@ -255,3 +257,13 @@ def test_nbgrader_backend_starts_kernels_quietly(toy_course, capfd):
     captured = capfd.readouterr()
     assert "without encryption" not in captured.err + captured.out
     assert "SAWarning" not in captured.err + captured.out
+
+
+def test_bad_student_or_roster_is_a_clear_error(course, tmp_path):
+    a = Assignment.of(course["ps"])
+    with pytest.raises(batch.NoSuchStudent, match="no submission of 'zed'"):
+        batch.grade_batch(a, course["lms"], Settings(out=tmp_path / "out"), student="zed", progress=False)
+    bad = tmp_path / "roster.csv"
+    bad.write_text("id,name\nalice,Alice\n")
+    with pytest.raises(reports.RosterError, match="no student_id column"):
+        reports.read_roster(bad)
