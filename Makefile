@@ -9,6 +9,7 @@
 #   make grade PS=ps01 SUBMISSIONS=<folder or zip> [JOBS=2] [DB=sqlite:///...] [ROSTER=roster.csv] [STUDENT=id]
 #   make override PS=ps01 STUDENT=id CELL=<grade id or qN> SCORE=<points|auto> REASON="..."
 #   make bench [PS=..]        timings and memory -> bench/
+#   make bench-class PS=ps08 [N=300] [JOBS=2]  a synthetic class: wall, floor, memory over the batch
 #   make site [DATE=2027-02-02] the course website -> build/site/ (what is released on DATE, default today)
 #   make publish WEEK=n | DATE=YYYY-MM-DD  student bundles + Gradescope zips of the sets released by then -> dist/
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -21,7 +22,7 @@ export PS SUBMISSIONS JOBS DB ROSTER CELL_TIMEOUT MEMORY_GB OUT
 export STUDENT CELL SCORE REASON
 export TITLE TOPIC WEEK DATE
 
-.PHONY: venv demo demo-refresh test test-fast list check-source new publish release check-release autograder try validate grade override bench site lint clean
+.PHONY: venv demo demo-refresh test test-fast list check-source new publish release check-release autograder try validate grade override bench bench-class site lint clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
@@ -78,6 +79,9 @@ override: $(STAMP)
 
 bench: $(STAMP)
 	$(CK) bench
+
+bench-class: $(STAMP)
+	$(CK) bench --class $(or $(N),300)
 
 site: $(STAMP)
 	$(PY) -m coursekit.site $(if $(DATE),--date $(DATE))

@@ -242,6 +242,10 @@ def cmd_demo_refresh(args) -> int:
 def cmd_bench(args) -> int:
     from . import bench
 
+    if args.class_size:
+        if not args.ps or "," in args.ps:
+            raise SettingsError("--class needs one problem set: PS=psNN")
+        return bench.main_class(args.ps, args.class_size, settings=_settings(args))
     return bench.main(args.ps, repeats=args.repeats, batch_size=args.batch, settings=_settings(args),
                       batch_sets=args.batch_sets)
 
@@ -322,6 +326,9 @@ def main(argv=None) -> int:
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--batch", type=int, default=20)
     b.add_argument("--batch-sets", default=None, help="problem sets to batch (default: the cheapest and the heaviest)")
+    b.add_argument("--class", dest="class_size", type=int, default=0, metavar="N",
+                   help="instead: grade a synthetic class of N submissions of PS (wall, floor, memory over the "
+                        "batch) -> bench/class_PS_N.md")
     _setting_options(b, "jobs", "cell_timeout", "memory_gb")
     args = p.parse_args(argv)
     try:
