@@ -19,9 +19,9 @@ from .feedback import redact
 class CellStats:
     grade_id: str
     points: float
-    mean: float  # over the submitted students
+    mean: float  # over the submitted students (an ungradable submission counts as 0)
     full_share: float  # fraction with full marks
-    failures: int  # students who lost points on it
+    failures: int  # graded students who lost points on it (not counting ungradable submissions)
     top_message: str  # the most common failure message (first line), "" if none
     top_count: int
 
@@ -39,7 +39,7 @@ def cell_stats(report) -> list[CellStats]:
     for gid, top in report.a.max_scores.items():
         got = [r.scores[gid] for r in rows]
         msgs = collections.Counter(_gist(redact(r.messages.get(gid, ""), secrets)) or "(no message)"
-                                   for r in rows if r.scores[gid] < top)
+                                   for r in rows if r.scores[gid] < top and not r.error)  # graded ones
         msg, count = msgs.most_common(1)[0] if msgs else ("", 0)
         out.append(CellStats(gid, top, statistics.fmean(got) if got else 0.0,
                              sum(g >= top for g in got) / len(got) if got else 0.0, sum(msgs.values()), msg, count))
@@ -124,7 +124,7 @@ padding:.25em .5em;text-align:left;vertical-align:top}} img{{max-width:100%}}</s
 <img alt="histogram of totals" src="{_img(out.totals_png)}">
 <img alt="per graded cell" src="{_img(out.cells_png)}">
 <h2>Per graded cell</h2>
-<table><tr><th></th><th>graded cell</th><th>mean</th><th>full marks</th><th>lost points</th>
+<table><tr><th></th><th>graded cell</th><th>mean</th><th>full marks</th><th>lost points (graded)</th>
 <th>most common failure</th></tr>{cells}</table>
 <h2>Could not be graded</h2>{f'<ul>{bad}</ul>' if bad else '<p>none</p>'}
 </body></html>
