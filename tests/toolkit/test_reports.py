@@ -268,3 +268,16 @@ def test_bad_student_or_roster_is_a_clear_error(course, tmp_path):
     bad.write_text("id,name\nalice,Alice\n")
     with pytest.raises(reports.RosterError, match="no student_id column"):
         reports.read_roster(bad)
+
+
+def test_nbgrader_export_writes_into_the_ignored_grading_folder():
+    """`nbgrader export` run in the repository writes where nbgrader_config.py says: under
+    grading/ (ignored by git), not grades.csv in the repository's tracked tree."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    layout = manifest.Layout()
+    cfg = PyFileConfigLoader(layout.nbgrader_config.name, path=str(layout.nbgrader_config.parent)).load_config()
+    target = cfg.ExportPlugin.to
+    assert target.startswith("grading/"), target
+    ignored = subprocess.run(["git", "check-ignore", "-q", target], cwd=layout.root)
+    assert ignored.returncode == 0, f"{target} is not ignored by git"
