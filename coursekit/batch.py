@@ -137,13 +137,17 @@ def grade_batch(a: Assignment, submissions: Path, settings: Settings = Settings(
             digest = hashlib.sha256(sub.path.read_bytes()).hexdigest()[:16] if sub.path else "none"
             saved = out.saved_result(sub.student_id)
             full_key = f"{key}-{digest}"
+            stamp = sub.timestamp.isoformat(sep=" ") if sub.timestamp else None
             if use_cache and (g := _load_saved(saved, full_key)) is not None:
+                if g.timestamp != stamp:  # the same notebook submitted again later: its time counts
+                    g.timestamp = stamp
+                    _save(saved, g)
                 return g, True
             g, _ = grade_file(a, sub.path, sub.student_id, limits)
             g.key = full_key
             g.notes = sub.notes + g.notes
             g.flags = sub.flags + g.flags
-            g.timestamp = sub.timestamp.isoformat(sep=" ") if sub.timestamp else None
+            g.timestamp = stamp
             _save(saved, g)
             return g, False
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import re
 import shutil
 import statistics
@@ -76,7 +77,7 @@ def graded(course, tmp_path_factory):
     """The whole TA workflow once: grade the zip with the roster, a batch with dave alone, an
     override of carol's cell, then regrade carol; snapshots of the CSV after each step."""
     ps, out_dir = course["ps"], tmp_path_factory.mktemp("reports-out")
-    a = Assignment.of(ps)
+    a = Assignment(ps)  # not Assignment.of: its cache would hand back the toy course's (same notebook, other root)
     settings = Settings(cell_timeout=20, jobs=2, out=out_dir)
     out = Outputs(out_dir, ps.id)
     snaps = {}
@@ -261,7 +262,7 @@ def test_nbgrader_backend_starts_kernels_quietly(toy_course, capfd):
 
 
 def test_bad_student_or_roster_is_a_clear_error(course, tmp_path):
-    a = Assignment.of(course["ps"])
+    a = Assignment(course["ps"])
     with pytest.raises(batch.NoSuchStudent, match="no submission of 'zed'"):
         batch.grade_batch(a, course["lms"], Settings(out=tmp_path / "out"), student="zed", progress=False)
     bad = tmp_path / "roster.csv"
@@ -281,3 +282,20 @@ def test_nbgrader_export_writes_into_the_ignored_grading_folder():
     assert target.startswith("grading/"), target
     ignored = subprocess.run(["git", "check-ignore", "-q", target], cwd=layout.root)
     assert ignored.returncode == 0, f"{target} is not ignored by git"
+
+
+def test_a_saved_grade_takes_the_new_submission_time(course, graded, tmp_path):
+    """The same notebook submitted again later is not regraded (saved result), but its new time
+    is the one the late policy sees."""
+    out_dir = tmp_path / "out"
+    shutil.copytree(graded["out"].root, out_dir)
+    again = tmp_path / "again.zip"
+    with zipfile.ZipFile(again, "w") as zf:
+        zf.writestr(_zip_name("bob", "2027-01-16-00-30-00"), course["good"])  # 4 days 31 min late
+    settings = graded["settings"].replace(out=out_dir)
+    (g,) = batch.grade_batch(graded["a"], again, settings, progress=False)
+    before = json.loads(graded["out"].saved_result("bob").read_text())
+    saved = json.loads((out_dir / "autograded" / "ps00" / "bob.json").read_text())
+    assert g.seconds == before["seconds"] and saved["timestamp"] == "2027-01-16 00:30:00"  # reused, new time
+    bob = _csv(out_dir / "grades_ps00.csv")["bob"]
+    assert (bob["submitted_at"], bob["late_penalty"], bob["total"]) == ("2027-01-16 00:30:00", "5", "5")
