@@ -97,8 +97,9 @@ class Row:
         if not self.submitted:
             return "no submission"
         if self.error or self.flags:
-            more = len(self.flags) - (0 if self.error else 1)
-            return (self.error or self.flags[0]) + (f" (+{more} more flag{'s' * (more > 1)})" if more > 0 else "")
+            shown = [self.error] if self.error else self.flags[:3]
+            more = len(self.flags) - (0 if self.error else len(shown))
+            return "; ".join(shown) + (f" (+{more} more flag{'s' * (more > 1)})" if more > 0 else "")
         return f"late by {_duration(self.late_by)}" if self.late_by else ""
 
     @property

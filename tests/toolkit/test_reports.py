@@ -299,3 +299,15 @@ def test_a_saved_grade_takes_the_new_submission_time(course, graded, tmp_path):
     assert g.seconds == before["seconds"] and saved["timestamp"] == "2027-01-16 00:30:00"  # reused, new time
     bob = _csv(out_dir / "grades_ps00.csv")["bob"]
     assert (bob["submitted_at"], bob["late_penalty"], bob["total"]) == ("2027-01-16 00:30:00", "5", "5")
+
+
+def test_a_problem_set_may_set_its_own_late_policy(tmp_path):
+    toml = tmp_path / "course.toml"
+    text = (Path(__file__).parents[1] / "fixtures" / "course" / "course.toml").read_text()
+    toml.write_text(text.replace("[course]\n", "[course]\n" + POLICY)
+                    .replace("points = 10\n", "points = 10\nlate_penalty_per_day = 25\n"))
+    (ps,) = manifest.load(toml)
+    assert LatePolicy.of(ps) == LatePolicy(per_day=25, cap=50, grace_minutes=15)
+    toml.write_text(toml.read_text().replace("late_penalty_per_day = 25", 'late_penalty_per_day = "lots"'))
+    with pytest.raises(manifest.ManifestError, match="must be numbers"):
+        LatePolicy.of(ps)
