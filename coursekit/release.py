@@ -1,9 +1,12 @@
 """`make release`: nbgrader's generate_assignment builds release/psNN/ from source/psNN/.
 
-The release folder holds the student notebook, ``dlt_checks.py`` (the comparison helper and
-pre-submit check, a copy of ``coursekit/checks.py``) and ``psNN.locked.json`` (fingerprints of
-the locked cells, so that the pre-submit check sees an edited or deleted test cell). It is
-committed; ``check`` regenerates it in a scratch folder and lists any difference.
+The release folder is the student bundle: the student notebook (with a "how to work" cell
+inserted before its setup cell), ``dlt_checks.py`` (the comparison helper and pre-submit check,
+a copy of ``coursekit/checks.py``), ``psNN.locked.json`` (fingerprints of the locked cells, so
+that the pre-submit check sees an edited or deleted test cell), ``requirements.txt`` (what the
+notebook and its tests import, pinned as the grader's environment) and ``README.md`` (install,
+work, check, submit). It is committed; ``check`` regenerates it in a scratch folder and lists any
+difference.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import checks
+from . import autograder, checks
+from .assignment import Assignment
 from .manifest import ProblemSet
 from .nbg import ScratchCourse
-
 
 # Inserted into every released notebook just before its setup cell (an unlabelled markdown cell:
 # grading, validation and the locked-cell fingerprints ignore it).
@@ -46,6 +49,44 @@ def add_how_to_work(nb_path: Path, ps_id: str) -> None:
     nbformat.write(nb, nb_path)
 
 
+# Beyond the notebook's own imports (hidden tests' included): numpy for dlt_checks.py, Jupyter to work in.
+STUDENT_EXTRAS = ("numpy", "notebook", "ipykernel")
+
+README = """\
+# {ps} — {title}
+
+Files (keep them together): `{ps}.ipynb`, the notebook you work in and submit; `dlt_checks.py`, the
+checks its tests use and the pre-submit check; `{ps}.locked.json`, fingerprints of the test cells;
+`requirements.txt`, the packages the notebook needs, pinned as the grader has them (CPU-only torch).
+
+## Install (Python 3.11)
+
+    python3.11 -m venv .venv
+    source .venv/bin/activate          # Windows: .venv\\Scripts\\activate
+    pip install -r requirements.txt
+    jupyter notebook {ps}.ipynb        # or: jupyter lab
+
+## Work
+
+Run the cells in order. For each exercise, replace `raise NotImplementedError()` in its solution cell
+with your code, run that cell, then run the test cell right after it: no error means the public tests
+pass (hidden tests run at grading time, so that is necessary, not sufficient). `Run All` stops at the
+first exercise you have not finished; figure cells of unfinished exercises print "Figure skipped".
+
+## Check and submit
+
+    python dlt_checks.py {ps}.ipynb
+
+lists unfinished exercises, syntax errors and test cells you edited or deleted. Then submit `{ps}.ipynb`.
+"""
+
+
+def write_bundle(ps: ProblemSet, dest: Path) -> None:
+    """``requirements.txt`` and ``README.md`` of the student bundle of ``ps`` into ``dest``."""
+    (dest / "requirements.txt").write_text(autograder.requirements(Assignment.of(ps), extra=STUDENT_EXTRAS))
+    (dest / "README.md").write_text(README.format(ps=ps.id, title=ps.title))
+
+
 def build(ps: ProblemSet, dest: Path | None = None) -> Path:
     """Generate the student release of ``ps`` into ``dest`` (default: release/psNN/)."""
     dest = Path(dest or ps.release_dir)
@@ -56,6 +97,7 @@ def build(ps: ProblemSet, dest: Path | None = None) -> Path:
             shutil.rmtree(dest)
         shutil.copytree(built, dest)
         add_how_to_work(dest / ps.release_notebook.name, ps.id)
+        write_bundle(ps, dest)
         nb = json.loads((dest / ps.release_notebook.name).read_text(encoding="utf-8"))
         (dest / f"{ps.id}.locked.json").write_text(json.dumps(checks.locked_fingerprints(nb), indent=1) + "\n")
     finally:
