@@ -171,7 +171,7 @@ def assemble(a: Assignment, student_nb) -> Assembled:
         if cell.source.strip():
             extras_after.setdefault(last_anchor, []).append(cell.source)
 
-    skip = _skippable({c.source.strip() for c in plan_cells if c.kind == "code"},
+    skip = _skippable(a.course_code,
                       [src for srcs in extras_after.values() for src in srcs],
                       [student_code[pos].source for pos in matched.values()])
     extras_after = {k: [s for s in v if s not in skip] for k, v in extras_after.items()}

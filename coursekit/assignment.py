@@ -54,6 +54,12 @@ class Assignment:
         return notebook.cells(self.source_nb)
 
     @cached_property
+    def course_code(self) -> frozenset[str]:
+        """The instructor's unlabelled code cells (figures, demos), stripped: a submission's cell
+        equal to one of them is the course's own, not the student's."""
+        return frozenset(c.source.strip() for c in self.plan if c.kind == "code")
+
+    @cached_property
     def modules(self) -> list[str]:
         """Dotted names of the modules the notebook's code imports (for the grader to preload)."""
         import ast

@@ -84,7 +84,7 @@ def score(results: list[CellResult], a: Assignment, plan: list[Cell] | None = No
     scores, messages, flags, notes = {}, {}, [], []
     seen_cheat = None  # the first forbidden action outside the tests: every later test gets 0
     by_index = None if plan is None else {c.index: c for c in plan}
-    course = {c.source.strip() for c in a.plan if c.kind == "code"}
+    course = a.course_code
     for r in results:
         notes += [f"blocked: {m}" for sev, m in r.violations if sev != "forbidden"]
         if r.kind != "test":
