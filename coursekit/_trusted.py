@@ -391,6 +391,7 @@ class ReferenceCache:
 
     def __init__(self, remote: Remote, known: dict):
         self.remote, self.known, self.new = remote, dict(known or {}), {}
+        self.in_setup, self.setup_new = False, []  # values a read-only cell computed: public, also the child's
 
     def __call__(self, fn, args, kwargs):
         try:
@@ -408,12 +409,14 @@ class ReferenceCache:
                 return value
             if len(blob) <= self.MAX_BYTES:
                 self.known[key] = self.new[key] = blob
+                if self.in_setup:
+                    self.setup_new.append(key)
                 return pickle.loads(blob)  # the same copy every submission gets
         return value
 
-    def take_new(self) -> dict:
-        new, self.new = self.new, {}
-        return new
+    def take_new(self) -> tuple[dict, list]:
+        new, self.new, setup, self.setup_new = self.new, {}, self.setup_new, []
+        return new, setup
 
 
 def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 -- the cell loop
@@ -474,7 +477,11 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
                 if not reply["ok"]:
                     result["ok"], result["error"] = False, _format_error(_as_exception(reply["error"]))
             elif kind == "setup":
-                _run_setup(remote, shell, cell, timeout, result)
+                references.in_setup = True
+                try:
+                    _run_setup(remote, shell, cell, timeout, result)
+                finally:
+                    references.in_setup = False
             else:
                 _run_test(remote, shell, cell, timeout, test_vars, result)
         except ChildLost as exc:
@@ -497,7 +504,7 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
                 result.update(ok=False, error=str(exc), status=exc.status)
         sys.stdout.flush()
         result["alive"] = remote.alive
-        result["references"] = references.take_new()
+        result["references"], result["setup_references"] = references.take_new()
         conn.send(result)
         if not remote.alive:
             break

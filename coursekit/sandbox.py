@@ -176,6 +176,7 @@ class _Pair:
             "memory_limit_bytes": limits.memory_bytes,
             "output_limit_bytes": limits.output_limit_bytes,
             "threads": limits.threads,
+            "setup_references": {k: REFERENCES[k] for k in SETUP_REFERENCES if k in REFERENCES},
         }
         self.procs = []
         with _START_LOCK:  # children start from the preloaded fork server; keep them from re-importing __main__
@@ -246,14 +247,17 @@ class _Pair:
 
 _LOST = object()  # the trusted process is gone
 _REPLY_KEYS = {"index", "ok", "error", "status", "seconds", "violations", "tampered", "maxrss_kb", "alive",
-               "suspicious", "student_seconds", "references"}
+               "suspicious", "student_seconds", "references", "setup_references"}
 # Reference values the tests computed (`checks.reference`), shared by every submission this
 # process grades: key (a hash of the computation's code and inputs) -> pickled value.
+# Those a read-only cell computed (public course code on public data) also go to the student's
+# process, so that neither side repeats e.g. training the course's victim model.
 REFERENCES: dict[str, bytes] = {}
+SETUP_REFERENCES: set[str] = set()
 REFERENCES_MAX_BYTES = 512 * 2**20
 
 
-def _keep_references(new) -> None:
+def _keep_references(new, setup=()) -> None:
     if type(new) is not dict:
         return
     size = sum(len(v) for v in REFERENCES.values())
@@ -261,6 +265,8 @@ def _keep_references(new) -> None:
         if type(key) is str and type(blob) is bytes and size + len(blob) <= REFERENCES_MAX_BYTES:
             REFERENCES.setdefault(key, blob)
             size += len(blob)
+    if type(setup) is list:
+        SETUP_REFERENCES.update(k for k in setup if type(k) is str and k in REFERENCES)
 
 
 def _valid_reply(reply, index: int) -> bool:
@@ -305,7 +311,7 @@ def run_cells(plan: list[notebook.Cell], files: dict[str, bytes] | None = None, 
             reply = pair.run(cell, limits)
             if _valid_reply(reply, cell.index):
                 results.append(_result(cell, reply))
-                _keep_references(reply["references"])
+                _keep_references(reply["references"], reply["setup_references"])
                 alive = reply["alive"]
             else:  # the trusted side itself failed (a test cell's own code ran away): the backstop
                 error = ("TimeoutError: cell exceeded its time limit" if reply is None

@@ -137,3 +137,24 @@ def test_zero_dimensional_arrays_keep_their_shape_across_the_boundary():
     r = run(Cell(1, "solution", "def stats(x):\n    return {'mean': np.array(x.mean()), 'all': [np.array(1.0)]}"),
             Cell(2, "test", "s = stats(np.ones(3))\nassert s['mean'].shape == () and s['all'][0].shape == (), s", "t", 1))
     assert r[2].ok, r[2]
+
+
+def test_a_read_only_cells_reference_value_also_reaches_the_students_process():
+    """A value a read-only cell computed with reference() (public course code on public data) is
+    handed to the child too, so neither side repeats it; a test's own value never is."""
+    from coursekit import sandbox
+
+    sandbox.REFERENCES.clear()
+    sandbox.SETUP_REFERENCES.clear()
+    cells = (Cell(1, "setup", "import os\nfrom dlt_checks import reference\n"
+                              "def where():\n    return os.getpid()\n"
+                              "V = reference(where)"),
+             Cell(2, "solution", "def child_v():\n    return V\n"),
+             Cell(3, "test", "assert child_v() == V, 'the two sides computed V each'", "same_v", 1),
+             Cell(4, "test", "from dlt_checks import reference\ndef hidden():\n    return -os.getpid()\n"
+                             "W = reference(hidden)\nassert W < 0, 'a test value'", "test_value", 1))
+    first, second = ({r.grade_id: r for r in run(*cells) if r.kind == "test"} for _ in range(2))
+    assert not first["same_v"].ok and first["test_value"].ok  # first submission: each side computed its own pid
+    assert second["same_v"].ok, second["same_v"]  # next one: the trusted side's value, also in the child
+    assert second["test_value"].ok, second["test_value"]
+    assert len(sandbox.REFERENCES) == 2 and len(sandbox.SETUP_REFERENCES) == 1  # only the read-only cell's
