@@ -43,7 +43,8 @@ def pytest_collection_modifyitems(config, items):
                                      len(HEAVY_FIRST)))
 
 
-HEAVY_FIRST = ("toolkit/test_integrity.py", "toolkit/test_gradescope.py", "toolkit/test_grade_robust.py",
-               "toolkit/test_gradebook_db.py",
-               "tests/mutants/", "tests/e2e/", "toolkit/test_validate.py", "toolkit/test_otter_limits.py",
-               "toolkit/test_settings.py", "toolkit/test_demo.py", "toolkit/test_sandbox.py")
+HEAVY_FIRST = ("toolkit/test_integrity.py", "toolkit/test_gradescope.py", "toolkit/test_scaffold.py",
+               "toolkit/test_student_bundle.py", "toolkit/test_grade_robust.py", "toolkit/test_gradebook_db.py",
+               "toolkit/test_reports.py", "tests/mutants/", "tests/e2e/", "toolkit/test_publish.py",
+               "toolkit/test_validate.py", "toolkit/test_otter_limits.py", "toolkit/test_settings.py",
+               "toolkit/test_demo.py", "toolkit/test_sandbox.py")
