@@ -148,28 +148,40 @@ class Entry:
         return float(sum(c.score for c in self.cells.values()))
 
 
-def _override_reasons(nb) -> dict[str, str]:
-    """grade cell name -> the reason of its override, from nbgrader's Comment rows."""
-    return {c.name: c.manual_comment for c in nb.comments if c.manual_comment and c.cell.type == "GradeCell"}
-
-
 def read_class(gb, ps_id: str) -> dict[str, Entry]:
     """Every student of the gradebook with their grades of ``ps_id`` (what nbgrader's export
-    reads too: a student without a submission gets an entry with ``submitted`` False)."""
+    reads too: a student without a submission gets an entry with ``submitted`` False). Three
+    queries, whatever the size of the class."""
+    from nbgrader.api import Assignment as Set
+    from nbgrader.api import BaseCell, Comment, Grade, Student
+    from nbgrader.api import SubmittedAssignment as Sub
+    from nbgrader.api import SubmittedNotebook as SubNb
+
     with quiet():
-        entries = {s.id: Entry(s.id, s.first_name or "", s.last_name or "", s.email or "") for s in gb.students}
-        try:
-            subs = gb.assignment_submissions(ps_id)
-        except Exception:  # noqa: BLE001 -- MissingEntry: the problem set was never graded here
-            subs = []
-        for sub in subs:
-            e = entries[sub.student.id]
-            e.submitted, e.timestamp = True, sub.timestamp
-            e.late_penalty = float(sub.late_submission_penalty or 0.0)
-            for nb in sub.notebooks:
-                reasons = _override_reasons(nb)
-                for g in nb.grades:
-                    e.cells[g.name] = CellGrade(g.auto_score, g.manual_score, reasons.get(g.name))
+        entries = {sid: Entry(sid, first or "", last or "", email or "")
+                   for sid, first, last, email in gb.db.query(Student.id, Student.first_name, Student.last_name,
+                                                              Student.email)}
+        of_set = (gb.db.query(Sub.student_id, Sub.timestamp, SubNb.late_submission_penalty, SubNb.id)
+                  .join(Set, Set.id == Sub.assignment_id).filter(Set.name == ps_id)
+                  .outerjoin(SubNb, SubNb.assignment_id == Sub.id))
+        for sid, timestamp, penalty, _ in of_set:
+            e = entries[sid]
+            e.submitted, e.timestamp = True, timestamp
+            e.late_penalty += float(penalty or 0.0)
+
+        def per_cell(*columns):
+            return (gb.db.query(Sub.student_id, BaseCell.name, *columns)
+                    .join(Set, Set.id == Sub.assignment_id).filter(Set.name == ps_id)
+                    .join(SubNb, SubNb.assignment_id == Sub.id))
+
+        reasons = {(sid, cell): text for sid, cell, text in
+                   per_cell(Comment.manual_comment).join(Comment, Comment.notebook_id == SubNb.id)
+                   .join(BaseCell, BaseCell.id == Comment.cell_id)
+                   .filter(BaseCell.type == "GradeCell", Comment.manual_comment.isnot(None))}
+        for sid, cell, auto, manual in (per_cell(Grade.auto_score, Grade.manual_score)
+                                        .join(Grade, Grade.notebook_id == SubNb.id)
+                                        .join(BaseCell, BaseCell.id == Grade.cell_id)):
+            entries[sid].cells[cell] = CellGrade(auto, manual, reasons.get((sid, cell)))
     return entries
 
 
