@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import json
 import os
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,7 +261,7 @@ def summary_table(graded: list, a: Assignment, width: int = 90) -> str:
         lines.append(f"{g.student_id[:17]:<18}"
                      + "".join(f"{g.scores.get(t, 0):>4g}{'*' if t in overridden else ' '}" for t in tests)
                      + f"{g.total:>4g}/{g.max_total:g}  {status}")
-    legend = ", ".join(f"{s}={t}" for s, t in zip(short, tests))
+    legend = textwrap.fill(", ".join(f"{s}={t}" for s, t in zip(short, tests)), width=120, break_on_hyphens=False)
     if any(getattr(g, "overrides", None) for g in graded):
         legend += "\n* a TA's override (see the CSV's notes)"
     return "\n".join(lines) + "\n\n" + legend
