@@ -34,7 +34,7 @@ class Assignment:
     def of(cls, ps: ProblemSet) -> Assignment:
         """The assignment of ``ps``; re-parsed only when its instructor notebook changes on disk."""
         stat = ps.source_notebook.stat()
-        return _cached(ps, stat.st_mtime_ns, stat.st_size)
+        return _cached(ps, str(ps.source_notebook.resolve()), stat.st_mtime_ns, stat.st_size)
 
     @property
     def id(self) -> str:
@@ -142,7 +142,7 @@ class Assignment:
 
 
 @functools.lru_cache(maxsize=32)
-def _cached(ps: ProblemSet, mtime_ns: int, size: int) -> Assignment:
+def _cached(ps: ProblemSet, path: str, mtime_ns: int, size: int) -> Assignment:  # path: copies of a course differ
     return Assignment(ps)
 
 

@@ -153,7 +153,7 @@ def batch_run(a: Assignment, n: int, jobs: int, repeats: int, settings: Settings
                 out = tmp / f"out{rep}-{j}"
                 run = settings.replace(jobs=j, out=out, db=None)
                 t0 = time.perf_counter()
-                graded = batch.grade_batch(a, tmp / "subs", run, progress=False, use_cache=False)
+                graded = batch.grade_batch(a, tmp / "subs", run, progress=False, use_cache=False, publish=False)
                 times[label].append(time.perf_counter() - t0)
                 scores[label] = {g.student_id: g.scores for g in graded}
                 if j == 1:
