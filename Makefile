@@ -17,7 +17,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CK     := $(PY) -m coursekit
-TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# one more worker than cores: much of the suite waits on subprocesses (kernels, otter, Chromium, PostgreSQL)
+TEST_JOBS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 export PS SUBMISSIONS JOBS DB ROSTER CELL_TIMEOUT MEMORY_GB OUT
 export STUDENT CELL SCORE REASON
 export TITLE TOPIC WEEK DATE
