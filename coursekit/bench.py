@@ -2,8 +2,9 @@
 
 Per written problem set: wall time and peak memory of the instructor notebook (solutions and
 hidden tests, top to bottom, in a fresh Python process), of the released stub, and of grading
-one submission with this project's grader, split into the submission's own code, the rest of
-the cells (setup, and the tests' own reference computations) and the grader's overhead.
+one submission with this project's grader (after one untimed grading: the tests' reference
+values are computed once per batch), split into the submission's own code, the rest of the
+cells (setup, and the tests' own work) and the grader's overhead.
 
 Batches of generated submissions (correct, partial, stub) of the cheapest and the heaviest
 problem set: plain serial `nbgrader autograde` against this project's grader with 1 and N
@@ -94,6 +95,7 @@ def per_problem_set(a: Assignment, repeats: int, settings: Settings) -> dict:
         sub = Path(tmp) / f"{a.id}.ipynb"
         nbformat.write(instructor_submission(a), str(sub))
         walls, overheads, student, rest, rss = [], [], [], [], []
+        batch.grade_file(a, sub, "bench", settings.limits)  # the tests' reference values, once per batch
         for _ in range(repeats):
             t0 = time.perf_counter()
             g, results = batch.grade_file(a, sub, "bench", settings.limits)
@@ -313,9 +315,10 @@ def main(spec: str | None = None, repeats: int = 3, batch_size: int = 20, settin
                   f"{'within' if ok else 'OVER'} |")
     md += ["", f"Budgets: instructor notebook < {BUDGET_INSTRUCTOR:g} s, stub < {BUDGET_STUB:g} s, "
            "grader overhead per submission <= 2 s (grading wall time minus the cells' own run time). "
-           "Grading one correct submission splits into the submission's own code (its cells and every call "
+           "Grading one correct submission (after one untimed grading, as in a batch: the tests' reference() "
+           "values are computed once per batch) splits into the submission's own code (its cells and every call "
            "the tests make into its functions), the rest of the cells' run time (setup cells and the tests' "
-           "own reference computations) and the grader's overhead.",
+           "own work) and the grader's overhead.",
            f"Starting the grader's fork server (imports numpy, torch, matplotlib, IPython once per batch): "
            f"{startup:.1f} s."]
     for b in batches:
