@@ -128,31 +128,33 @@ def grade_batch(a: Assignment, submissions: Path, settings: Settings = Settings(
     out.saved.mkdir(parents=True, exist_ok=True)
     results: dict[str, Graded] = {}
     bar = Progress(len(collected.submissions)) if progress else None
-    with gradebook.open_gradebook(settings.gradebook_url) as gb:
-        gradebook.sync_assignment(gb, a)
-        if people:
-            gradebook.add_students(gb, people)
 
-        def work(sub: collect.Submission) -> tuple[Graded, bool]:
-            digest = hashlib.sha256(sub.path.read_bytes()).hexdigest()[:16] if sub.path else "none"
-            saved = out.saved_result(sub.student_id)
-            full_key = f"{key}-{digest}"
-            stamp = sub.timestamp.isoformat(sep=" ") if sub.timestamp else None
-            if use_cache and (g := _load_saved(saved, full_key)) is not None:
-                if g.timestamp != stamp:  # the same notebook submitted again later: its time counts
-                    g.timestamp = stamp
-                    _save(saved, g)
-                return g, True
-            g, _ = grade_file(a, sub.path, sub.student_id, limits)
-            g.key = full_key
-            g.notes = sub.notes + g.notes
-            g.flags = sub.flags + g.flags
-            g.timestamp = stamp
-            _save(saved, g)
-            return g, False
+    def work(sub: collect.Submission) -> tuple[Graded, bool]:
+        digest = hashlib.sha256(sub.path.read_bytes()).hexdigest()[:16] if sub.path else "none"
+        saved = out.saved_result(sub.student_id)
+        full_key = f"{key}-{digest}"
+        stamp = sub.timestamp.isoformat(sep=" ") if sub.timestamp else None
+        if use_cache and (g := _load_saved(saved, full_key)) is not None:
+            if g.timestamp != stamp:  # the same notebook submitted again later: its time counts
+                g.timestamp = stamp
+                _save(saved, g)
+            return g, True
+        g, _ = grade_file(a, sub.path, sub.student_id, limits)
+        g.key = full_key
+        g.notes = sub.notes + g.notes
+        g.flags = sub.flags + g.flags
+        g.timestamp = stamp
+        _save(saved, g)
+        return g, False
 
-        with cf.ThreadPoolExecutor(max_workers=settings.workers) as pool:
-            futures = {pool.submit(work, s): s for s in collected.submissions}
+    # grading starts at once; the gradebook opens meanwhile (creating nbgrader's tables takes seconds)
+    pool = cf.ThreadPoolExecutor(max_workers=settings.workers)
+    try:
+        futures = {pool.submit(work, s): s for s in collected.submissions}
+        with gradebook.open_gradebook(settings.gradebook_url) as gb:
+            gradebook.sync_assignment(gb, a)
+            if people:
+                gradebook.add_students(gb, people)
             for fut in cf.as_completed(futures):
                 sub = futures[fut]
                 try:
@@ -165,6 +167,8 @@ def grade_batch(a: Assignment, submissions: Path, settings: Settings = Settings(
                 results[sub.student_id] = g
                 if bar:
                     bar.update(g, cached)
+    finally:  # a gradebook that cannot be opened stops the batch: what has not started is cancelled
+        pool.shutdown(wait=True, cancel_futures=True)
     graded = [results[k] for k in sorted(results)]
     if collected.rejected:
         reports.remember_not_graded(out, collected.rejected)
