@@ -78,11 +78,18 @@ def _defined_names(source: str) -> set[str]:
 
 
 def _globals(source: str, *, bound: bool) -> set[str] | None:
-    """Module-level names a cell binds (``bound``) or reads; None when it does not parse."""
+    """Module-level names a cell binds (``bound``) or reads; None when it does not parse
+    (IPython magics are turned into Python first)."""
+    code = notebook.instructor_source(source)
     try:
-        top = symtable.symtable(notebook.instructor_source(source), "<cell>", "exec")
+        top = symtable.symtable(code, "<cell>", "exec")
     except SyntaxError:
-        return None
+        try:
+            from IPython.core.inputtransformer2 import TransformerManager
+
+            top = symtable.symtable(TransformerManager().transform_cell(code), "<cell>", "exec")
+        except (SyntaxError, ValueError):
+            return None
     names: set[str] = set()
     tables = [top]
     while tables:
@@ -99,18 +106,25 @@ def _globals(source: str, *, bound: bool) -> set[str] | None:
     return names
 
 
+_DYNAMIC = {"globals", "locals", "vars", "eval", "exec", "get_ipython", "__import__", "__builtins__"}
+
+
 def _skippable(course: set[str], extras: list[str], solutions: list[str]) -> set[str]:
     """The course's own ungraded cells (figures, demos) that grading can leave out.
 
     A cell of the submission identical to one of the instructor's unlabelled cells is the
     course's, not the student's: its figure is never looked at when grading, and tests may not
     use what it defines (AUTHORING.md). It is left out unless a cell that does run (a solution,
-    a cell the student wrote or edited) mentions a name it binds, or it does not parse.
+    a cell the student wrote or edited) mentions a name it binds, or it does not parse. When a
+    cell that runs cannot be read, or reads names dynamically, every course cell runs.
     """
     theirs = [s for s in extras if s.strip() not in course] + solutions
     used: set[str] = set()
     for src in theirs:
-        used |= _globals(src, bound=False) or set()
+        names = _globals(src, bound=False)
+        if names is None or names & _DYNAMIC:
+            return set()
+        used |= names
     skip = set()
     for src in extras:
         if src.strip() in course:

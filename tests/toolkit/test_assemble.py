@@ -45,9 +45,8 @@ def _code(built):
 def test_unchanged_course_cells_are_left_out():
     nb = _instructor()
     built = assemble.assemble(Assignment(None, nb), _submission(nb))
-    assert _code(built) == ["%matplotlib inline"]  # does not parse as Python: kept, to be safe
-    assert built.skipped == 2
-    assert [c.kind for c in built.plan] == ["setup", "solution", "test", "code"]
+    assert _code(built) == [] and built.skipped == 3  # a magic is read as the Python IPython runs
+    assert [c.kind for c in built.plan] == ["setup", "solution", "test"]
 
 
 def test_a_course_cell_that_binds_what_a_solution_reads_runs():
@@ -72,4 +71,13 @@ def test_names_read_and_bound():
     assert assemble._globals(src, bound=False) == {"W", "np", "Q", "R"}
     src = "with figure('a'):\n    g = 1\n    import scipy.stats as st\n    def h():\n        global K\n        K = 2\n"
     assert assemble._globals(src, bound=True) == {"g", "st", "h", "K"}
-    assert assemble._globals("%time x = 1", bound=True) is None
+    assert assemble._globals("%time x = 1", bound=True) == set()  # IPython runs it through a magic
+    assert assemble._globals("def f(:\n    pass", bound=True) is None
+
+
+def test_a_student_cell_read_dynamically_or_unreadable_keeps_every_course_cell():
+    nb = _instructor()
+    # a magic's code is a string to get_ipython(): read dynamically as well
+    for extra in ("print(globals()['shown'])", "x = eval('SCALE')", "def broken(:\n    pass", "%time y = shown + 1"):
+        built = assemble.assemble(Assignment(None, nb), _submission(nb, extra=extra))
+        assert built.skipped == 0 and "shown = f(3)  # a figure" in _code(built), extra
