@@ -117,6 +117,21 @@ def public_source(source: str) -> str:
     return "\n".join(out)
 
 
+def hidden_lines(source: str) -> set[int]:
+    """Line numbers (1-based) of the hidden tests of a test cell, counted in its
+    `instructor_source` (marker lines removed), as the grader runs it."""
+    out, n, inside = set(), 0, False
+    for line in source.splitlines():
+        s = line.strip()
+        if s in MARKERS:
+            inside = {BEGIN_HIDDEN: True, END_HIDDEN: False}.get(s, inside)
+            continue
+        n += 1
+        if inside:
+            out.add(n)
+    return out
+
+
 def stub_source(source: str) -> str:
     """A solution cell as nbgrader releases it: each region replaced by ``raise NotImplementedError()``."""
     return _region(source, BEGIN_SOLUTION, END_SOLUTION, STUB)

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import nbformat
 
+from .notebook import hidden_lines  # noqa: F401 -- used below, and by tests as otter_plugin.hidden_lines
+
 try:
     from otter.plugins import AbstractOtterPlugin
 except ImportError:  # pragma: no cover -- only used inside otter
@@ -37,23 +39,6 @@ VERDICTS = "__dlt_verdicts__"
 PUBLIC_CASE = "public tests"  # the test case names of each graded cell's otter test
 ALL_CASE = "all tests (hidden included)"
 PENDING = "points and the hidden tests' results are shown when the grades are published"
-
-
-def hidden_lines(source: str) -> set[int]:
-    """Line numbers (1-based) of the hidden tests of a test cell's instructor source, counted in
-    the source as the grader runs it (`notebook.instructor_source`: marker lines removed)."""
-    from coursekit import notebook
-
-    out, n, inside = set(), 0, False
-    for line in source.splitlines():
-        s = line.strip()
-        if s in notebook.MARKERS:
-            inside = {notebook.BEGIN_HIDDEN: True, notebook.END_HIDDEN: False}.get(s, inside)
-            continue
-        n += 1
-        if inside:
-            out.add(n)
-    return out
 
 
 def public_verdict(cell, result, ok: bool, message: str) -> tuple[bool, str]:
