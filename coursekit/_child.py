@@ -451,6 +451,19 @@ def _changes(values: list, snaps: list) -> list:
     return out
 
 
+def new_shell(user_ns=None):
+    """The IPython shell a grading process runs cells in, without a history database (a file
+    per process, ~10 ms to set up, never read)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=config, **({} if user_ns is None else {"user_ns": user_ns}))
+    shell.user_ns["__name__"] = "__main__"
+    return shell
+
+
 def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
     """Entry point in the forked child: set up, then answer the trusted side's requests on ``conn``.
 
@@ -486,10 +499,7 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
 
     matplotlib.use("Agg")
     torch.set_num_threads(int(req.get("threads", 1)))
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance()
-    shell.user_ns["__name__"] = "__main__"
+    shell = new_shell()
     import dlt_checks  # noqa: F401 -- the authored helper, copied in by the parent
 
     setup_references = req.get("setup_references") or {}

@@ -421,7 +421,7 @@ class ReferenceCache:
 
 def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 -- the cell loop
     """Entry point of the trusted process: run the cells the grader sends, one result each."""
-    from ._child import PR_SET_DUMPABLE, _prctl, die_with_parent, redirect_output
+    from ._child import PR_SET_DUMPABLE, _prctl, die_with_parent, new_shell, redirect_output
 
     die_with_parent()
     _prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/<pid>/mem for other processes of this user
@@ -439,10 +439,7 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
     torch.set_num_threads(int(req.get("threads", 1)))
     sys.modules["dlt_checks"] = checks
     checks._FORBID_HOOK = lambda names, message: _forbid_in_child(remote, names, message)
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance(user_ns=SetupGlobals())
-    shell.user_ns["__name__"] = "__main__"
+    shell = new_shell(SetupGlobals())
     remote = Remote(child_conn.fileno(), child_pid, float(req["grace"]))
     remote.cell_timeout = float(req["cell_timeout"])
     references = ReferenceCache(remote, req.get("references"))

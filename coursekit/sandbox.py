@@ -30,7 +30,9 @@ from . import notebook
 from .manifest import CHECKS_SOURCE, HELPER_NAME
 
 PRELOAD = ["numpy", "numpy.testing", "torch", "torch.func", "torch.nn.functional", "torch._dynamo", "matplotlib",
-           "matplotlib.pyplot", "IPython.core.interactiveshell", "cloudpickle", "coursekit._child", "coursekit._trusted",
+           "matplotlib.pyplot", "IPython.core.interactiveshell",
+           "IPython.core.completer", "IPython.core.completerlib", "IPython.core.magics", "IPython.core.application",
+           "IPython.core.oinspect", "traitlets.config", "cloudpickle", "coursekit._child", "coursekit._trusted",
            "coursekit.wire", "coursekit.checks"]
 
 
