@@ -100,6 +100,15 @@ def _save(path: Path, g: Graded) -> None:
     os.replace(tmp, path)
 
 
+def _largest_first(sub: collect.Submission) -> int:
+    """Biggest notebooks start first (a rough proxy for the longest grading), so that the
+    batch does not end with one worker grading a long submission while the others idle."""
+    try:
+        return -sub.path.stat().st_size if sub.path else 0
+    except OSError:
+        return 0
+
+
 class NoSuchStudent(ValueError):
     """`make grade STUDENT=id`: the submissions hold nothing of that student."""
 
@@ -150,7 +159,7 @@ def grade_batch(a: Assignment, submissions: Path, settings: Settings = Settings(
     # grading starts at once; the gradebook opens meanwhile (creating nbgrader's tables takes seconds)
     pool = cf.ThreadPoolExecutor(max_workers=settings.workers)
     try:
-        futures = {pool.submit(work, s): s for s in collected.submissions}
+        futures = {pool.submit(work, s): s for s in sorted(collected.submissions, key=_largest_first)}
         with gradebook.open_gradebook(settings.gradebook_url) as gb:
             gradebook.sync_assignment(gb, a)
             if people:

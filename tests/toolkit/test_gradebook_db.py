@@ -230,3 +230,15 @@ def test_nbgrader_export_reads_the_postgres_gradebook(postgres, two_sets, tmp_pa
     assert proc.returncode == 0, proc.stderr[-2000:]
     theirs = {r["student_id"]: float(r["score"]) for r in csv.DictReader(exported.open()) if r["assignment"] == "ps00"}
     assert theirs == ours
+
+
+def test_the_schema_version_read_in_process_is_the_one_alembic_reports():
+    """open_gradebook replaces nbgrader's `alembic heads` subprocess by an in-process read: same head."""
+    from nbgrader import api
+
+    from coursekit import gradebook
+
+    with api._temp_alembic_ini("sqlite:////tmp/unused.db") as ini:
+        out = subprocess.run([str(Path(sys.executable).parent / "alembic"), "-c", ini, "heads"],
+                             capture_output=True, text=True, check=True).stdout
+    assert out.split()[0] == gradebook.alembic_head()
