@@ -259,6 +259,12 @@ SETUP_REFERENCES: set[str] = set()
 REFERENCES_MAX_BYTES = 512 * 2**20
 
 
+def forget_references() -> None:
+    """Drop the reference values kept so far (the bench starts each batch without them)."""
+    REFERENCES.clear()
+    SETUP_REFERENCES.clear()
+
+
 def _keep_references(new, setup=()) -> None:
     if type(new) is not dict:
         return
