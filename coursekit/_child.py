@@ -502,11 +502,11 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
     shell = new_shell()
     import dlt_checks  # noqa: F401 -- the authored helper, copied in by the parent
 
-    setup_references = req.get("setup_references") or {}
+    setup_references: dict[str, bytes] = {}
 
     def setup_reference(fn, args, kwargs):
-        """`reference()` in a read-only cell: the value the trusted side computed for an earlier
-        submission (public course code on public data), else the call."""
+        """`reference()` in a read-only cell: the value the trusted side handed over with the
+        cell (public course code on public data), else the call."""
         from ._trusted import _data_key
 
         try:
@@ -548,6 +548,8 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
                 kind = msg["kind"]
                 guard.phase = "solution" if kind == "solution" else "code"
                 before = dict(shell.user_ns) if kind == "setup" else None
+                if kind == "setup":
+                    setup_references.update(msg.get("references") or {})
                 dlt_checks._REFERENCE_HOOK = setup_reference if kind == "setup" and setup_references else None
                 code = shell.transform_cell(msg["source"])  # IPython magics -> plain Python
                 exec(compile(code, f"<cell {msg['index']}>", "exec"), shell.user_ns)

@@ -385,21 +385,41 @@ def _data_key(obj, seen: set) -> str:
 
 
 class ReferenceCache:
-    """Reference values of a batch (key -> pickled value); new ones go back to the grader."""
+    """`reference()` on the trusted side: a value the grader already holds (computed for an
+    earlier submission, or by another grading pair right now) is fetched from it; a new one is
+    computed here and handed to it, unless the computation called into the submission."""
 
     MAX_BYTES = 64 * 2**20
 
-    def __init__(self, remote: Remote, known: dict):
-        self.remote, self.known, self.new = remote, dict(known or {}), {}
-        self.in_setup, self.setup_new = False, []  # values a read-only cell computed: public, also the child's
+    def __init__(self, remote: Remote, grader):
+        self.remote, self.grader, self.known = remote, grader, {}
+        self.in_setup = False  # a read-only cell's values are public: they also go to the child
+        self.setup_values: dict[str, bytes] = {}  # those of the read-only cell running now
+
+    def _ask(self, msg: dict):
+        """One exchange with the grader, with this side's cell timer held off (a timer firing in
+        the middle of a message would leave the channel out of step); it fires after."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            self.grader.send(msg)
+            return self.grader.recv() if msg["reference"] == "get" else None
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
 
     def __call__(self, fn, args, kwargs):
         try:
             key = _data_key((fn, args, sorted(kwargs.items())), set())
         except _Uncacheable:
             return fn(*args, **kwargs)
-        if key in self.known:
-            return pickle.loads(self.known[key])
+        blob = self.known.get(key)
+        if blob is None:
+            reply = self._ask({"reference": "get", "key": key})
+            blob = reply.get("blob") if type(reply) is dict else None
+        if type(blob) is bytes:
+            self.known[key] = blob
+            if self.in_setup:
+                self.setup_values[key] = blob
+            return pickle.loads(blob)
         before = self.remote.requests
         value = fn(*args, **kwargs)
         if self.remote.requests == before:  # it never called into the submission
@@ -408,15 +428,12 @@ class ReferenceCache:
             except Exception:  # noqa: BLE001
                 return value
             if len(blob) <= self.MAX_BYTES:
-                self.known[key] = self.new[key] = blob
+                self.known[key] = blob
                 if self.in_setup:
-                    self.setup_new.append(key)
+                    self.setup_values[key] = blob
+                self._ask({"reference": "put", "key": key, "blob": blob, "setup": self.in_setup})
                 return pickle.loads(blob)  # the same copy every submission gets
         return value
-
-    def take_new(self) -> tuple[dict, list]:
-        new, self.new, setup, self.setup_new = self.new, {}, self.setup_new, []
-        return new, setup
 
 
 def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 -- the cell loop
@@ -442,7 +459,7 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
     shell = new_shell(SetupGlobals())
     remote = Remote(child_conn.fileno(), child_pid, float(req["grace"]))
     remote.cell_timeout = float(req["cell_timeout"])
-    references = ReferenceCache(remote, req.get("references"))
+    references = ReferenceCache(remote, conn)
     checks._REFERENCE_HOOK = references
     try:
         hello = wire.decode(wire.read_frame(remote.fd, time.monotonic() + float(req["startup_timeout"])))
@@ -476,7 +493,7 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
             elif kind == "setup":
                 references.in_setup = True
                 try:
-                    _run_setup(remote, shell, cell, timeout, result)
+                    _run_setup(remote, shell, cell, timeout, result, references)
                 finally:
                     references.in_setup = False
             else:
@@ -501,7 +518,6 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
                 result.update(ok=False, error=str(exc), status=exc.status)
         sys.stdout.flush()
         result["alive"] = remote.alive
-        result["references"], result["setup_references"] = references.take_new()
         conn.send(result)
         if not remote.alive:
             break
@@ -546,11 +562,16 @@ def _merge_status(result: dict, status) -> None:
         result["maxrss_kb"] = status["maxrss_kb"]
 
 
-def _run_setup(remote: Remote, shell, cell: dict, timeout: float, result: dict) -> None:
-    """A read-only cell runs on both sides (the student's code sees the same setup); both at once."""
+def _run_setup(remote: Remote, shell, cell: dict, timeout: float, result: dict, references: ReferenceCache) -> None:
+    """A read-only cell runs on both sides (the student's code sees the same setup), both at
+    once; but one that computes `reference()` values runs here first, and the child is handed
+    those values (public course code on public data) instead of computing them again."""
     hard = remote.deadline + remote.grace
-    remote.send({"op": "exec", "kind": "setup", "source": cell["source"], "index": cell["index"],
-                 "timeout": timeout}, hard)
+    msg = {"op": "exec", "kind": "setup", "source": cell["source"], "index": cell["index"], "timeout": timeout}
+    here_first = "reference" in cell["source"]
+    if not here_first:
+        remote.send(msg, hard)
+    references.setup_values = {}
     try:
         signal.setitimer(signal.ITIMER_REAL, timeout)
         exec(compile(shell.transform_cell(cell["source"]), f"<cell {cell['index']}>", "exec"), shell.user_ns)
@@ -558,6 +579,9 @@ def _run_setup(remote: Remote, shell, cell: dict, timeout: float, result: dict) 
         result.update(ok=False, error=_format_error(exc))
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+    if here_first:
+        msg.update(timeout=max(0.01, remote.deadline - time.monotonic()), references=references.setup_values)
+        remote.send(msg, hard)
     reply = remote.receive(hard)
     if not reply["ok"] and result["ok"]:
         result.update(ok=False, error="in the submission's process: " + _format_error(_as_exception(reply["error"])))

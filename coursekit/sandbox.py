@@ -178,7 +178,6 @@ class _Pair:
             "memory_limit_bytes": limits.memory_bytes,
             "output_limit_bytes": limits.output_limit_bytes,
             "threads": limits.threads,
-            "setup_references": {k: REFERENCES[k] for k in SETUP_REFERENCES if k in REFERENCES},
         }
         self.procs = []
         with _START_LOCK:  # children start from the preloaded fork server; keep them from re-importing __main__
@@ -192,7 +191,7 @@ class _Pair:
                 self.conn, t_conn = ctx.Pipe()
                 treq = {"workdir": workdir, "private_dir": private_dir, "grace": limits.grace,
                         "cell_timeout": limits.cell_timeout, "startup_timeout": limits.startup_timeout,
-                        "threads": limits.threads, "references": dict(REFERENCES)}
+                        "threads": limits.threads}
                 self.trusted = ctx.Process(target=_trusted.serve, args=(t_conn, t_end, self.child.pid, treq),
                                            daemon=True)
                 self.trusted.start()
@@ -222,7 +221,33 @@ class _Pair:
         except (OSError, ValueError):
             return _LOST
         # the trusted side owns the child's deadlines; this is the backstop for the trusted side itself
-        return self._recv(2 * limits.cell_timeout + 2 * limits.grace + 30)
+        backstop = time.monotonic() + 2 * limits.cell_timeout + 2 * limits.grace + 30
+        try:
+            while True:
+                msg = self._recv(max(0.0, backstop - time.monotonic()))
+                if not (isinstance(msg, dict) and "reference" in msg):
+                    return msg
+                if not self._serve_reference(msg):
+                    return _LOST
+        finally:
+            BOARD.release(self)
+
+    def _serve_reference(self, msg: dict) -> bool:
+        """A test's `reference()` asks for a value ("get": the value, or None to compute it) or
+        hands one in ("put"); False if the request is malformed."""
+        key = msg.get("key")
+        if type(key) is not str:
+            return False
+        if msg["reference"] == "get":
+            try:
+                self.conn.send({"blob": BOARD.get(key, self)})
+            except (OSError, ValueError):
+                return False
+            return True
+        if msg["reference"] == "put" and type(msg.get("blob")) is bytes:
+            BOARD.put(key, msg["blob"], self, bool(msg.get("setup")))
+            return True
+        return False
 
     def kill(self):
         for p in self.procs:
@@ -249,11 +274,12 @@ class _Pair:
 
 _LOST = object()  # the trusted process is gone
 _REPLY_KEYS = {"index", "ok", "error", "status", "seconds", "violations", "tampered", "maxrss_kb", "alive",
-               "suspicious", "student_seconds", "references", "setup_references"}
+               "suspicious", "student_seconds"}
 # Reference values the tests computed (`checks.reference`), shared by every submission this
-# process grades: key (a hash of the computation's code and inputs) -> pickled value.
-# Those a read-only cell computed (public course code on public data) also go to the student's
-# process, so that neither side repeats e.g. training the course's victim model.
+# process grades (through BOARD, on request): key (a hash of the computation's code and inputs)
+# -> pickled value. The trusted side hands those of a read-only cell (public course code on
+# public data) to the student's process with that cell, so that neither side repeats e.g.
+# training the course's victim model; SETUP_REFERENCES names them.
 REFERENCES: dict[str, bytes] = {}
 SETUP_REFERENCES: set[str] = set()
 REFERENCES_MAX_BYTES = 512 * 2**20
@@ -265,16 +291,45 @@ def forget_references() -> None:
     SETUP_REFERENCES.clear()
 
 
-def _keep_references(new, setup=()) -> None:
-    if type(new) is not dict:
-        return
-    size = sum(len(v) for v in REFERENCES.values())
-    for key, blob in new.items():
-        if type(key) is str and type(blob) is bytes and size + len(blob) <= REFERENCES_MAX_BYTES:
-            REFERENCES.setdefault(key, blob)
-            size += len(blob)
-    if type(setup) is list:
-        SETUP_REFERENCES.update(k for k in setup if type(k) is str and k in REFERENCES)
+class _Board:
+    """Where the grading pairs of this process find reference values: each is computed once.
+    A pair that asks for a value another pair is computing waits for it (unless it is itself
+    computing one: then it computes, so that two pairs never wait on each other); a claim ends
+    with the value, or with the claiming pair's cell."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.claims: dict[str, object] = {}  # key -> the pair computing it
+
+    def get(self, key: str, pair) -> bytes | None:
+        with self.cond:
+            while True:
+                if key in REFERENCES:
+                    return REFERENCES[key]
+                holder = self.claims.get(key)
+                if holder is None or holder is pair or pair in self.claims.values():
+                    self.claims.setdefault(key, pair)
+                    return None
+                self.cond.wait()
+
+    def put(self, key: str, blob: bytes, pair, setup: bool) -> None:
+        with self.cond:
+            if key not in REFERENCES and sum(map(len, REFERENCES.values())) + len(blob) <= REFERENCES_MAX_BYTES:
+                REFERENCES[key] = blob
+                if setup:
+                    SETUP_REFERENCES.add(key)
+            if self.claims.get(key) is pair:
+                del self.claims[key]
+            self.cond.notify_all()
+
+    def release(self, pair) -> None:
+        with self.cond:
+            for key in [k for k, v in self.claims.items() if v is pair]:
+                del self.claims[key]
+            self.cond.notify_all()
+
+
+BOARD = _Board()
 
 
 def _valid_reply(reply, index: int) -> bool:
@@ -319,7 +374,6 @@ def run_cells(plan: list[notebook.Cell], files: dict[str, bytes] | None = None, 
             reply = pair.run(cell, limits)
             if _valid_reply(reply, cell.index):
                 results.append(_result(cell, reply))
-                _keep_references(reply["references"], reply["setup_references"])
                 alive = reply["alive"]
             else:  # the trusted side itself failed (a test cell's own code ran away): the backstop
                 error = ("TimeoutError: cell exceeded its time limit" if reply is None
