@@ -451,6 +451,19 @@ def _changes(values: list, snaps: list) -> list:
     return out
 
 
+def limit_threads(n: int) -> None:
+    """``n`` threads for torch and for the BLAS and OpenMP pools of numpy and scipy (OpenBLAS
+    starts one per core: two grading processes would fight over the cores)."""
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # an environment without it (e.g. a minimal Gradescope image)
+        return
+    threadpool_limits(n)
+
+
 def new_shell(user_ns=None):
     """The IPython shell a grading process runs cells in, without a history database (a file
     per process, ~10 ms to set up, never read)."""
@@ -498,7 +511,7 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
     from . import wire
 
     matplotlib.use("Agg")
-    torch.set_num_threads(int(req.get("threads", 1)))
+    limit_threads(int(req.get("threads", 1)))
     shell = new_shell()
     import dlt_checks  # noqa: F401 -- the authored helper, copied in by the parent
 

@@ -422,23 +422,25 @@ class ReferenceCache:
             return pickle.loads(blob)
         before = self.remote.requests
         value = fn(*args, **kwargs)
+        blob = None
         if self.remote.requests == before:  # it never called into the submission
             try:
                 blob = pickle.dumps(value, protocol=5)
             except Exception:  # noqa: BLE001
-                return value
-            if len(blob) <= self.MAX_BYTES:
-                self.known[key] = blob
-                if self.in_setup:
-                    self.setup_values[key] = blob
-                self._ask({"reference": "put", "key": key, "blob": blob, "setup": self.in_setup})
-                return pickle.loads(blob)  # the same copy every submission gets
-        return value
+                blob = None
+        if blob is None or len(blob) > self.MAX_BYTES:  # not shared: no other submission waits for it
+            self._ask({"reference": "abandon", "key": key})
+            return value
+        self.known[key] = blob
+        if self.in_setup:
+            self.setup_values[key] = blob
+        self._ask({"reference": "put", "key": key, "blob": blob, "setup": self.in_setup})
+        return pickle.loads(blob)  # the same copy every submission gets
 
 
 def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 -- the cell loop
     """Entry point of the trusted process: run the cells the grader sends, one result each."""
-    from ._child import PR_SET_DUMPABLE, _prctl, die_with_parent, new_shell, redirect_output
+    from ._child import PR_SET_DUMPABLE, _prctl, die_with_parent, limit_threads, new_shell, redirect_output
 
     die_with_parent()
     _prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/<pid>/mem for other processes of this user
@@ -453,7 +455,7 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
     from . import checks
 
     matplotlib.use("Agg")
-    torch.set_num_threads(int(req.get("threads", 1)))
+    limit_threads(int(req.get("threads", 1)))
     sys.modules["dlt_checks"] = checks
     checks._FORBID_HOOK = lambda names, message: _forbid_in_child(remote, names, message)
     shell = new_shell(SetupGlobals())

@@ -32,7 +32,7 @@ from .manifest import CHECKS_SOURCE, HELPER_NAME
 PRELOAD = ["numpy", "numpy.testing", "torch", "torch.func", "torch.nn.functional", "torch._dynamo", "matplotlib",
            "matplotlib.pyplot", "IPython.core.interactiveshell",
            "IPython.core.completer", "IPython.core.completerlib", "IPython.core.magics", "IPython.core.application",
-           "IPython.core.oinspect", "traitlets.config", "cloudpickle", "coursekit._child", "coursekit._trusted",
+           "IPython.core.oinspect", "traitlets.config", "threadpoolctl", "cloudpickle", "coursekit._child", "coursekit._trusted",
            "coursekit.wire", "coursekit.checks"]
 
 
@@ -247,6 +247,9 @@ class _Pair:
         if msg["reference"] == "put" and type(msg.get("blob")) is bytes:
             BOARD.put(key, msg["blob"], self, bool(msg.get("setup")))
             return True
+        if msg["reference"] == "abandon":
+            BOARD.abandon(key, self)
+            return True
         return False
 
     def kill(self):
@@ -289,6 +292,7 @@ def forget_references() -> None:
     """Drop the reference values kept so far (the bench starts each batch without them)."""
     REFERENCES.clear()
     SETUP_REFERENCES.clear()
+    BOARD.unshared.clear()
 
 
 class _Board:
@@ -300,12 +304,15 @@ class _Board:
     def __init__(self):
         self.cond = threading.Condition()
         self.claims: dict[str, object] = {}  # key -> the pair computing it
+        self.unshared: set[str] = set()  # computations that called into a submission: never shared
 
     def get(self, key: str, pair) -> bytes | None:
         with self.cond:
             while True:
                 if key in REFERENCES:
                     return REFERENCES[key]
+                if key in self.unshared:
+                    return None
                 holder = self.claims.get(key)
                 if holder is None or holder is pair or pair in self.claims.values():
                     self.claims.setdefault(key, pair)
@@ -318,6 +325,14 @@ class _Board:
                 REFERENCES[key] = blob
                 if setup:
                     SETUP_REFERENCES.add(key)
+            if self.claims.get(key) is pair:
+                del self.claims[key]
+            self.cond.notify_all()
+
+    def abandon(self, key: str, pair) -> None:
+        """The value of ``key`` depended on the submission: nobody waits for it again."""
+        with self.cond:
+            self.unshared.add(key)
             if self.claims.get(key) is pair:
                 del self.claims[key]
             self.cond.notify_all()
