@@ -416,10 +416,7 @@ class ReferenceCache:
             reply = self._ask({"reference": "get", "key": key})
             blob = reply.get("blob") if type(reply) is dict else None
         if type(blob) is bytes:
-            self.known[key] = blob
-            if self.in_setup:
-                self.setup_values[key] = blob
-            return pickle.loads(blob)
+            return self._keep(key, blob)
         before = self.remote.requests
         value = fn(*args, **kwargs)
         blob = None
@@ -431,11 +428,14 @@ class ReferenceCache:
         if blob is None or len(blob) > self.MAX_BYTES:  # not shared: no other submission waits for it
             self._ask({"reference": "abandon", "key": key})
             return value
+        self._ask({"reference": "put", "key": key, "blob": blob, "setup": self.in_setup})
+        return self._keep(key, blob)  # the same copy every submission gets
+
+    def _keep(self, key: str, blob: bytes):
         self.known[key] = blob
         if self.in_setup:
             self.setup_values[key] = blob
-        self._ask({"reference": "put", "key": key, "blob": blob, "setup": self.in_setup})
-        return pickle.loads(blob)  # the same copy every submission gets
+        return pickle.loads(blob)
 
 
 def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 -- the cell loop
