@@ -451,29 +451,63 @@ def _changes(values: list, snaps: list) -> list:
     return out
 
 
+def thread_controller():
+    """threadpoolctl's view of the BLAS and OpenMP pools loaded so far (it scans the loaded
+    libraries: ~10 ms), or None without threadpoolctl (e.g. a minimal Gradescope image)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
 def limit_threads(n: int) -> None:
     """``n`` threads for torch and for the BLAS and OpenMP pools of numpy and scipy (OpenBLAS
     starts one per core: two grading processes would fight over the cores)."""
     import torch
 
     torch.set_num_threads(n)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # an environment without it (e.g. a minimal Gradescope image)
-        return
-    threadpool_limits(n)
+    controller = getattr(sys.modules.get("coursekit._forkserver"), "CONTROLLER", None) or thread_controller()
+    if controller is not None:
+        controller.limit(limits=n)
 
 
-def new_shell(user_ns=None):
-    """The IPython shell a grading process runs cells in, without a history database (a file
-    per process, ~10 ms to set up, never read)."""
+def make_shell(user_ns=None):
+    """An IPython shell without a history database (a file per process, never read), on which
+    `%matplotlib inline` and `%gui` work as in Jupyter but keep the Agg backend (IPython's base
+    shell raises NotImplementedError: a submission's cell starting with it would fail)."""
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
+    class GradingShell(InteractiveShell):
+        def enable_gui(self, gui=None):
+            pass
+
+        def enable_matplotlib(self, gui=None):
+            return gui, "agg"
+
     config = Config()
     config.HistoryManager.enabled = False
-    shell = InteractiveShell.instance(config=config, **({} if user_ns is None else {"user_ns": user_ns}))
+    shell = GradingShell(config=config, **({} if user_ns is None else {"user_ns": user_ns}))
     shell.user_ns["__name__"] = "__main__"
+    return shell
+
+
+def new_shell(kind: str):
+    """The IPython shell this grading process (``kind``: "child" or "trusted") runs cells in: the
+    one the fork server prepared (`_forkserver`), else a new one. It becomes IPython's instance
+    (get_ipython) and its namespace becomes ``__main__`` (pickling a class a cell defines)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    prepared = getattr(sys.modules.get("coursekit._forkserver"), "SHELLS", {})
+    shell = prepared.pop(kind, None)
+    prepared.clear()  # the other process's shell: not this one's to use
+    if shell is None:
+        from ._trusted import SetupGlobals
+
+        shell = make_shell(SetupGlobals() if kind == "trusted" else None)
+    InteractiveShell._instance = shell
+    sys.modules["__main__"] = shell.user_module
     return shell
 
 
@@ -512,7 +546,7 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
 
     matplotlib.use("Agg")
     limit_threads(int(req.get("threads", 1)))
-    shell = new_shell()
+    shell = new_shell("child")
     import dlt_checks  # noqa: F401 -- the authored helper, copied in by the parent
 
     setup_references: dict[str, bytes] = {}

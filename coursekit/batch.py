@@ -36,6 +36,31 @@ def grader_key(a: Assignment, limits: sandbox.Limits, package: Path = PACKAGE) -
     return h.hexdigest()[:16]
 
 
+def save_references(store: Path, keys=None) -> None:
+    """Keep the tests' reference values for the next batch; a store that cannot be written costs
+    only their recomputation."""
+    try:
+        sandbox.save_references(store, keys)
+    except OSError as exc:
+        print(f"note: reference values not stored in {store}: {exc}", file=sys.stderr)
+
+
+def precompute_references(a: Assignment, limits: sandbox.Limits = sandbox.Limits()) -> tuple[int, float]:
+    """Grade the instructor's notebook once and store the reference values its tests compute
+    (`make autograder`), all computed anew: every batch then starts with them. Returns (values
+    stored, seconds)."""
+    from .validate import instructor_submission
+
+    t0 = time.perf_counter()
+    sandbox.forget_references()
+    sandbox.preload(a.modules)
+    built = assemble.assemble(a, instructor_submission(a))
+    with sandbox.BOARD.tracking() as used:
+        sandbox.run_cells(built.plan, limits=limits)
+    save_references(a.ps.autograder_references, used)
+    return len(used), time.perf_counter() - t0
+
+
 def grade_file(a: Assignment, path: Path | None, student_id: str,
                limits: sandbox.Limits = sandbox.Limits()) -> tuple[Graded, list[sandbox.CellResult]]:
     """Grade one submitted file. Never raises for a bad submission: it becomes ``Graded.error``."""
@@ -156,28 +181,33 @@ def grade_batch(a: Assignment, submissions: Path, settings: Settings = Settings(
         _save(saved, g)
         return g, False
 
-    # grading starts at once; the gradebook opens meanwhile (creating nbgrader's tables takes seconds)
-    pool = cf.ThreadPoolExecutor(max_workers=settings.workers)
-    try:
-        futures = {pool.submit(work, s): s for s in sorted(collected.submissions, key=_largest_first)}
-        with gradebook.open_gradebook(settings.gradebook_url) as gb:
-            gradebook.sync_assignment(gb, a)
-            if people:
-                gradebook.add_students(gb, people)
-            for fut in cf.as_completed(futures):
-                sub = futures[fut]
-                try:
-                    g, cached = fut.result()
-                except Exception as exc:  # noqa: BLE001 -- keep the batch going
-                    g = Graded.ungraded(a, sub.student_id, f"grader failure: {type(exc).__name__}: {exc}",
-                                        [f"grader failure: {type(exc).__name__}"])
-                    cached = False
-                gradebook.record(gb, g)  # the only writer
-                results[sub.student_id] = g
-                if bar:
-                    bar.update(g, cached)
-    finally:  # a gradebook that cannot be opened stops the batch: what has not started is cancelled
-        pool.shutdown(wait=True, cancel_futures=True)
+    store = a.ps.autograder_references  # the tests' reference values: computed once, not per batch
+    stored = sandbox.load_references(store)
+    with sandbox.BOARD.tracking() as used:
+        # grading starts at once; the gradebook opens meanwhile (creating nbgrader's tables takes seconds)
+        pool = cf.ThreadPoolExecutor(max_workers=settings.workers)
+        try:
+            futures = {pool.submit(work, s): s for s in sorted(collected.submissions, key=_largest_first)}
+            with gradebook.open_gradebook(settings.gradebook_url) as gb:
+                gradebook.sync_assignment(gb, a)
+                if people:
+                    gradebook.add_students(gb, people)
+                for fut in cf.as_completed(futures):
+                    sub = futures[fut]
+                    try:
+                        g, cached = fut.result()
+                    except Exception as exc:  # noqa: BLE001 -- keep the batch going
+                        g = Graded.ungraded(a, sub.student_id, f"grader failure: {type(exc).__name__}: {exc}",
+                                            [f"grader failure: {type(exc).__name__}"])
+                        cached = False
+                    gradebook.record(gb, g)  # the only writer
+                    results[sub.student_id] = g
+                    if bar:
+                        bar.update(g, cached)
+        finally:  # a gradebook that cannot be opened stops the batch: what has not started is cancelled
+            pool.shutdown(wait=True, cancel_futures=True)
+    if used - stored:
+        save_references(store, stored | used)
     graded = [results[k] for k in sorted(results)]
     if collected.rejected:
         reports.remember_not_graded(out, collected.rejected)

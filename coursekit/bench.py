@@ -3,16 +3,17 @@
 Per written problem set: wall time and peak memory of the instructor notebook (solutions and
 hidden tests, top to bottom, in a fresh Python process), of the released stub, and of grading
 one submission with this project's grader (after one untimed grading: the tests' reference
-values are computed once per batch), split into the submission's own code, the rest of the
-cells (setup, and the tests' own work) and the grader's overhead.
+values are computed once, by `make autograder`), split into the submission's own code, the rest
+of the cells (setup, and the tests' own work) and the grader's overhead.
 
 Batches of generated submissions (correct, partial, stub) of the cheapest and the heaviest
 problem set: plain serial `nbgrader autograde` against this project's grader with 1 and N
 workers, in the same run, with the parallel efficiency (1-worker time / (N x N-worker time))
 and the floor: the submissions' own code (their cells and every call the tests make into their
-functions), measured with 1 worker, divided by N; `--class N` grades one synthetic class of N
-submissions the way `make grade` does (wall, floor, memory over the batch). Every figure is
-a median of ``repeats`` runs: the machine is shared. Uses only time.perf_counter and
+functions), measured with 1 worker, divided by N. Each batch starts from the reference values
+stored by `make autograder`, as `make grade` does; one more N-worker batch starts without them.
+`--class N` grades one synthetic class of N submissions the way `make grade` does (wall, floor,
+memory over the batch). Every figure is a median of ``repeats`` runs: the machine is shared. Uses only time.perf_counter and
 resource.getrusage.
 """
 
@@ -98,7 +99,7 @@ def per_problem_set(a: Assignment, repeats: int, settings: Settings) -> dict:
         sub = Path(tmp) / f"{a.id}.ipynb"
         nbformat.write(instructor_submission(a), str(sub))
         walls, overheads, student, rest, rss = [], [], [], [], []
-        batch.grade_file(a, sub, "bench", settings.limits)  # the tests' reference values, once per batch
+        batch.grade_file(a, sub, "bench", settings.limits)  # untimed: as in a batch, reference values are known
         for _ in range(repeats):
             t0 = time.perf_counter()
             g, results = batch.grade_file(a, sub, "bench", settings.limits)
@@ -138,9 +139,18 @@ def make_batch(a: Assignment, folder: Path, n: int) -> dict[str, str]:
     return kinds
 
 
+def _stored_references(a: Assignment, settings: Settings, log) -> None:
+    """The tests' reference values as `make autograder` stores them, computed now if missing."""
+    if not sandbox.load_references(a.ps.autograder_references):
+        n_refs, secs = batch.precompute_references(a, settings.limits)
+        log(f"  {a.id}: {n_refs} reference values computed and stored in {secs:.1f}s (as `make autograder` does)")
+
+
 def batch_run(a: Assignment, n: int, jobs: int, repeats: int, settings: Settings, log=print) -> dict:
     serial, one, many = "nbgrader serial", "coursekit 1 worker", f"coursekit {jobs} workers"
-    times = {serial: [], one: [], many: []}
+    cold = f"coursekit {jobs} workers, no stored reference values"
+    times = {serial: [], one: [], many: [], cold: []}
+    _stored_references(a, settings, log)
     cells_1, student_1 = [], []  # the cells' own run time / the submissions' own code, graded by 1 worker
     scores = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,12 +164,20 @@ def batch_run(a: Assignment, n: int, jobs: int, repeats: int, settings: Settings
                 t0 = time.perf_counter()
                 nbg_scores = {s.stem: nbg.autograde(s.stem) for s in subs}
                 times[serial].append(time.perf_counter() - t0)
-            for label, j in ((one, 1), (many, jobs)):
-                out = tmp / f"out{rep}-{j}"
+            for label, j in ((one, 1), (many, jobs), (cold, jobs)):
+                out = tmp / f"out{rep}-{label.replace(' ', '_')}"
                 run = settings.replace(jobs=j, out=out, db=None)
-                sandbox.forget_references()  # each batch computes the tests' reference values itself
+                sandbox.forget_references()  # each batch starts from the stored values, as `make grade` does
+                store = a.ps.autograder_references
+                hidden = store.with_name(store.name + ".aside")
+                if label == cold:  # ... or, once, from none: the first batch after a change to the tests
+                    os.replace(store, hidden)
                 t0 = time.perf_counter()
-                graded = batch.grade_batch(a, tmp / "subs", run, progress=False, use_cache=False, publish=False)
+                try:
+                    graded = batch.grade_batch(a, tmp / "subs", run, progress=False, use_cache=False, publish=False)
+                finally:
+                    if label == cold:
+                        os.replace(hidden, store)
                 times[label].append(time.perf_counter() - t0)
                 scores[label] = {g.student_id: g.scores for g in graded}
                 if j == 1:
@@ -173,7 +191,8 @@ def batch_run(a: Assignment, n: int, jobs: int, repeats: int, settings: Settings
     return {"ps": a.id, "n": n, "jobs": jobs, "median_s": med, "runs": times, "same_scores": same,
             "speedup": med[serial] / med[many], "speedup_1": med[serial] / med[one],
             "efficiency": med[one] / (jobs * med[many]), "floor_s": floor, "vs_floor": med[many] / floor,
-            "cells_floor_s": cells_floor, "vs_cells_floor": med[many] / cells_floor}
+            "cells_floor_s": cells_floor, "vs_cells_floor": med[many] / cells_floor,
+            "cold_over_stored": med[cold] / med[many]}
 
 
 def _tree_rss_mb(root: int) -> tuple[float, float]:
@@ -220,6 +239,7 @@ def class_run(a: Assignment, n: int, settings: Settings, log=print) -> dict:
         tmp = Path(tmp)
         make_batch(a, tmp / "subs", n)
         run = settings.replace(out=tmp / "out", db=None)
+        _stored_references(a, settings, log)
         log(f"{a.id}: grading a class of {n} with {jobs} workers ...")
         watcher = threading.Thread(target=sample, daemon=True)
         watcher.start()
@@ -321,7 +341,7 @@ def main(spec: str | None = None, repeats: int = 3, batch_size: int = 20, settin
     md += ["", f"Budgets: instructor notebook < {BUDGET_INSTRUCTOR:g} s, stub < {BUDGET_STUB:g} s, "
            "grader overhead per submission <= 2 s (grading wall time minus the cells' own run time). "
            "Grading one correct submission (after one untimed grading, as in a batch: the tests' reference() "
-           "values are computed once per batch) splits into the submission's own code (its cells and every call "
+           "values are already known) splits into the submission's own code (its cells and every call "
            "the tests make into its functions), the rest of the cells' run time (setup cells and the tests' "
            "own work) and the grader's overhead.",
            f"Starting the grader's fork server (imports numpy, torch, matplotlib, IPython once per batch): "
@@ -338,7 +358,10 @@ def main(spec: str | None = None, repeats: int = 3, batch_size: int = 20, settin
                f"and every call into their functions -- with 1 worker / {b['jobs']}): {b['floor_s']:.1f} s; "
                f"measured / floor: **{b['vs_floor']:.2f}**. With the course's own work counted too (setup cells, "
                f"the tests' own computations: all cells' run time / {b['jobs']}): {b['cells_floor_s']:.1f} s, "
-               f"measured / that: {b['vs_cells_floor']:.2f}. Same per-cell scores as nbgrader: {b['same_scores']}."]
+               f"measured / that: {b['vs_cells_floor']:.2f}. Same per-cell scores as nbgrader: {b['same_scores']}. "
+               f"Every batch starts from the tests' reference values stored by `make autograder` (as `make grade` "
+               f"does); the first batch after the tests change computes them itself: "
+               f"{b['cold_over_stored']:.2f}x the time."]
     (layout.bench / "bench.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0

@@ -87,14 +87,18 @@ def cmd_publish(args) -> int:
 
 
 def cmd_autograder(args) -> int:
-    from . import autograder
+    from . import autograder, batch
     from .assignment import Assignment
 
     limits = _settings(args).limits
     for ps in _sets(args.ps):
-        z = autograder.build(Assignment.of(ps), limits)
+        a = Assignment.of(ps)
+        z = autograder.build(a, limits)
         print(f"{ps.id}: {len(list((z.parent / 'tests').glob('*.py')))} otter tests, {z} "
               f"(cell timeout {limits.cell_timeout:g} s, memory {limits.memory_bytes / 2**30:g} GiB)")
+        n, seconds = batch.precompute_references(a, limits)
+        print(f"{ps.id}: {n} reference values of the hidden tests, computed in {seconds:.1f} s -> "
+              f"{ps.autograder_references} (for `make grade`; never in the zip)", flush=True)
     return 0
 
 

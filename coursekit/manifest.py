@@ -117,6 +117,10 @@ class ProblemSet:
         return self.autograder_dir / "otter_config.json"
 
     @property
+    def autograder_references(self) -> Path:  # the tests' reference values (`make autograder`, `make grade`)
+        return self.autograder_dir / "references.pkl"
+
+    @property
     def autograder_requirements(self) -> Path:
         return self.autograder_dir / "requirements.txt"
 

@@ -8,6 +8,7 @@ import csv
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -273,3 +274,46 @@ def test_a_change_to_any_grader_file_invalidates_saved_grades(toy_course, tmp_pa
         (pkg / name).write_bytes(original)
     assert batches.grader_key(a, LIMITS, pkg) == before
     assert batches.grader_key(a, sandbox.Limits(cell_timeout=4.0), pkg) != before  # the limits count too
+
+
+def test_a_batch_starts_from_the_reference_values_stored_by_make_autograder(tmp_path):
+    """`make autograder` (precompute_references) stores the values the hidden tests compute with
+    reference(); `make grade` reads them instead of recomputing (a planted value shows it), and
+    stores what it computed itself when nothing was stored."""
+    import nbformat
+
+    from coursekit import manifest, release
+
+    root = tmp_path / "course"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "course", root, dirs_exist_ok=True)
+    ps = manifest.load(root / "course.toml")[0]
+    src = nbformat.read(str(ps.source_notebook), as_version=4)
+    for c in src.cells:
+        if notebook.nb_meta(c).get("grade_id") == "ex2_mean_square_values":
+            c.source = c.source.replace("### END HIDDEN TESTS", "from dlt_checks import reference\n"
+                                        "assert_close(mean_square(np.array([3.0])), reference(float, 9), name='ms')\n"
+                                        "### END HIDDEN TESTS")
+    nbformat.write(src, str(ps.source_notebook))
+    release.build(ps)
+    a = Assignment.of(ps)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    nbformat.write(instructor_submission(ps, notebook.read(ps.release_notebook)), str(subs / "good.ipynb"))
+
+    def cell_score():
+        sandbox.forget_references()
+        (g,) = grade_batch(ps, subs, tmp_path / "out", jobs=1, db_url=None, progress=False, use_cache=False,
+                           publish=False)
+        return g.scores["ex2_mean_square_values"]
+
+    store = ps.autograder_references
+    assert not store.exists()
+    assert cell_score() > 0 and store.exists()  # nothing stored: computed, then stored
+    n, _ = batches.precompute_references(a, LIMITS)
+    data = pickle.loads(store.read_bytes())
+    assert n == 1 and len(data["values"]) == 1
+    (key,) = data["values"]
+    store.write_bytes(pickle.dumps(dict(data, values={key: pickle.dumps(10.0)})))
+    assert cell_score() == 0  # the stored value was used, not recomputed
+    batches.precompute_references(a, LIMITS)
+    assert cell_score() > 0

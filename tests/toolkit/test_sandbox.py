@@ -178,3 +178,54 @@ def test_grading_processes_running_at_once_compute_a_reference_value_once():
         t.join()
     assert len(out) == 2 and out[0] == out[1], out  # one pid: one computation
     assert len(sandbox.REFERENCES) == 1
+
+
+def test_stored_reference_values_are_used_by_a_later_grader_and_stale_stores_are_ignored(tmp_path):
+    """`make autograder` stores the tests' reference values; a later grader (here: this process
+    after forgetting them) starts from the file instead of recomputing. A store written by other
+    libraries or grader code, or a damaged one, is ignored."""
+    import pickle
+
+    from coursekit import sandbox
+
+    cells = (Cell(3, "test", "v = reference(fresh, 3)\nassert False, repr(v)", "a", 1),)
+    sandbox.forget_references()
+    with sandbox.BOARD.tracking() as used:
+        first = _reported(*cells)
+    assert len(used) == 1
+    store = tmp_path / "references.pkl"
+    assert sandbox.save_references(store, used) == 1
+    sandbox.forget_references()
+    assert _reported(*cells) != first  # recomputed: a fresh random draw
+    sandbox.forget_references()
+    assert sandbox.load_references(store) == used
+    assert _reported(*cells) == first  # the stored value
+
+    data = pickle.loads(store.read_bytes())
+    (key,) = data["values"]
+    planted = dict(data, values={key: pickle.dumps("planted")})
+    store.write_bytes(pickle.dumps(planted))
+    sandbox.forget_references()
+    sandbox.load_references(store)
+    assert _reported(*cells) == ["AssertionError: 'planted'"]  # the grader really reads the file
+    for bad in (dict(planted, version="other libraries"), "not a store"):
+        store.write_bytes(pickle.dumps(bad))
+        sandbox.forget_references()
+        assert sandbox.load_references(store) == set()
+    store.write_bytes(b"\x80\x05damaged")
+    assert sandbox.load_references(store) == set() and sandbox.load_references(tmp_path / "missing") == set()
+    assert _reported(*cells) not in (first, ["AssertionError: 'planted'"])
+
+
+def test_notebook_habits_work_as_in_jupyter():
+    """The shell a submission runs in is a real IPython shell (prepared once by the fork server):
+    magics, display(), get_ipython(), and pickling a class a cell defines (its namespace is
+    __main__). The trusted side's shell is another one."""
+    r = run(Cell(1, "solution", "%matplotlib inline\nimport pickle\nclass Box:\n    def __init__(self, v):\n"
+                                "        self.v = v\nB = pickle.loads(pickle.dumps(Box(3)))\ndisplay(B.v)\n"
+                                "SHELL_ID = id(get_ipython())\ndef box_v():\n    return B.v"),
+            Cell(2, "test", "assert box_v() == 3\nassert get_ipython().user_ns is not None", "t", 1),
+            Cell(3, "solution", "def same_shell():\n    return id(get_ipython()) == SHELL_ID and "
+                                "get_ipython().user_ns is globals()"),
+            Cell(4, "test", "assert same_shell()", "t2", 1))
+    assert all(x.ok for x in r), r
