@@ -21,6 +21,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import signal
 import sys
 import time
@@ -338,8 +339,12 @@ def _code_key(obj, seen: set) -> str:
     if isinstance(obj, type):
         if obj.__module__ not in ("__main__", "builtins") and not obj.__module__.startswith("<"):
             return f"class:{obj.__module__}.{obj.__qualname__}"
-        return "class:" + "".join(_code_key(v, seen) for k, v in sorted(vars(obj).items())
-                                  if isinstance(v, (types.FunctionType, staticmethod, classmethod)))
+        if id(obj) in seen:
+            return f"recursive-class:{obj.__qualname__}"
+        seen.add(id(obj))
+        return "class:" + obj.__qualname__ + "(" + ",".join(_code_key(b, seen) for b in obj.__bases__) + ")" + \
+            "".join(_code_key(v, seen) for k, v in sorted(vars(obj).items())
+                    if isinstance(v, (types.FunctionType, staticmethod, classmethod)))
     if not isinstance(obj, types.FunctionType):
         name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
         module = getattr(obj, "__module__", None)
@@ -349,7 +354,7 @@ def _code_key(obj, seen: set) -> str:
     if obj.__module__ not in ("__main__", "builtins", None) and not obj.__module__.startswith("<") \
             and obj.__module__ != "dlt_checks":
         return f"lib:{obj.__module__}.{obj.__qualname__}"  # a library function: by name
-    if obj.__closure__:
+    if obj.__closure__ and obj.__code__.co_freevars != ("__class__",):  # that one: a method calling super()
         raise _Uncacheable  # values captured from an enclosing call: pass them as arguments
     if id(obj) in seen:
         return f"recursive:{obj.__qualname__}"
@@ -369,6 +374,8 @@ def _code_key(obj, seen: set) -> str:
                 h.update(_data_key(obj.__globals__[name], seen).encode())
 
     walk(obj.__code__)
+    if obj.__closure__:  # the class a super()-calling method belongs to
+        h.update(_code_key(obj.__closure__[0].cell_contents, seen).encode())
     h.update(_data_key(obj.__defaults__, seen).encode() + _data_key(obj.__kwdefaults__, seen).encode())
     return h.hexdigest()
 
@@ -564,13 +571,16 @@ def _merge_status(result: dict, status) -> None:
         result["maxrss_kb"] = status["maxrss_kb"]
 
 
+_CALLS_REFERENCE = re.compile(r"\breference\s*\(")  # not merely importing it
+
+
 def _run_setup(remote: Remote, shell, cell: dict, timeout: float, result: dict, references: ReferenceCache) -> None:
     """A read-only cell runs on both sides (the student's code sees the same setup), both at
     once; but one that computes `reference()` values runs here first, and the child is handed
     those values (public course code on public data) instead of computing them again."""
     hard = remote.deadline + remote.grace
     msg = {"op": "exec", "kind": "setup", "source": cell["source"], "index": cell["index"], "timeout": timeout}
-    here_first = "reference" in cell["source"]
+    here_first = _CALLS_REFERENCE.search(cell["source"]) is not None
     if not here_first:
         remote.send(msg, hard)
     references.setup_values = {}

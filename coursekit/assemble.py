@@ -10,6 +10,7 @@ cells therefore changes nothing.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import symtable
 from dataclasses import dataclass, field
@@ -69,15 +70,17 @@ def load(path: Path, max_bytes: int = MAX_BYTES):
     return nb
 
 
-def _defined_names(source: str) -> set[str]:
+@functools.lru_cache(maxsize=4096)  # the course's own cells come again with every submission
+def _defined_names(source: str) -> frozenset[str]:
     try:
         tree = ast.parse(notebook.instructor_source(source))
     except SyntaxError:
-        return set()
-    return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        return frozenset()
+    return frozenset(n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)))
 
 
-def _globals(source: str, *, bound: bool) -> set[str] | None:
+@functools.lru_cache(maxsize=4096)
+def _globals(source: str, *, bound: bool) -> frozenset[str] | None:
     """Module-level names a cell binds (``bound``) or reads; None when it does not parse
     (IPython magics are turned into Python first)."""
     code = notebook.instructor_source(source)
@@ -103,7 +106,7 @@ def _globals(source: str, *, bound: bool) -> set[str] | None:
             elif sym.is_referenced() and (t is top or sym.is_global() or
                                           (t.get_type() == "class" and not sym.is_assigned())):
                 names.add(sym.get_name())
-    return names
+    return frozenset(names)
 
 
 _DYNAMIC = {"globals", "locals", "vars", "eval", "exec", "get_ipython", "__import__", "__builtins__"}

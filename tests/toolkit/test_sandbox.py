@@ -115,6 +115,24 @@ def test_reference_values_are_computed_once_and_reused_for_the_next_submission()
     assert 3 <= len(sandbox.REFERENCES) <= 4
 
 
+def test_a_reference_value_may_take_a_course_module_whose_methods_call_super():
+    """A read-only cell's torch.nn.Module subclass (its __init__ calls super(): a closure over the
+    class) keys by its code and parameters; another class, or other parameters, give a new value."""
+    from coursekit import sandbox
+
+    sandbox.forget_references()
+    field = ("class Field(torch.nn.Module):\n    def __init__(self, s):\n        super().__init__()\n"
+             "        self.w = torch.nn.Parameter(torch.full((2,), float(s)))\n"
+             "def noisy(m):\n    return fresh(2) + m.w.detach().numpy()\n")
+    cells = (Cell(2, "setup", field),
+             Cell(3, "test", "v = reference(noisy, Field(1))\nassert False, repr(v)", "a", 1),
+             Cell(4, "test", "v = reference(noisy, Field(2))\nassert False, repr(v)", "b", 1))
+    first, second = _reported(*cells), _reported(*cells)
+    assert first == second and first[0] != first[1], (first, second)  # cached, per parameters
+    other = Cell(2, "setup", field.replace("float(s)", "float(s) + 0"))
+    assert [r.error for r in run(REF_SETUP, other, *cells[1:]) if r.kind == "test"] != first  # other code
+
+
 def test_a_reference_value_changes_when_its_inputs_or_code_change():
     base = (Cell(3, "test", "v = reference(fresh, 3)\nassert False, repr(v)", "a", 1),)
     again = _reported(*base)
