@@ -195,6 +195,32 @@ def batch_run(a: Assignment, n: int, jobs: int, repeats: int, settings: Settings
             "cold_over_stored": med[cold] / med[many]}
 
 
+def _batch_in_new_grader(conn, ps_id: str, n: int, jobs: int, repeats: int, settings: Settings) -> None:
+    (ps,) = select(ps_id)
+    a = Assignment.of(ps)
+    warm_up([a])
+    conn.send(batch_run(a, n, jobs, repeats, settings))
+
+
+def batch_run_alone(ps_id: str, n: int, jobs: int, repeats: int, settings: Settings) -> dict:
+    """`batch_run` in a new grader process, whose fork server preloads only this problem set's
+    modules, as `make grade PS=..` starts (a fork server that preloaded every set's modules forks
+    bigger processes)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_batch_in_new_grader, args=(send, ps_id, n, jobs, repeats, settings))
+    proc.start()
+    send.close()
+    try:
+        return receive.recv()
+    except EOFError:
+        raise RuntimeError(f"the batch of {ps_id} failed (exit code {proc.exitcode}); see the output above") from None
+    finally:
+        proc.join()
+
+
 def _tree_rss_mb(root: int) -> tuple[float, float]:
     """Resident MB of ``root``'s whole process tree, and of its long-lived part (``root`` and
     its direct children, e.g. the grader's fork server), from /proc."""
@@ -311,8 +337,8 @@ def main(spec: str | None = None, repeats: int = 3, batch_size: int = 20, settin
     batches = []
     for ps_id in chosen:
         (bps,) = select(ps_id)
-        log(f"batch of {batch_size} {bps.id} submissions ({repeats} repeats) ...")
-        batches.append(batch_run(Assignment.of(bps), batch_size, jobs, repeats, settings, log))
+        log(f"batch of {batch_size} {bps.id} submissions ({repeats} repeats, in a new grader process) ...")
+        batches.append(batch_run_alone(bps.id, batch_size, jobs, repeats, settings))
 
     with (layout.bench / "bench.csv").open("w", newline="") as f:
         w = csv.writer(f)

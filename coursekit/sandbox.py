@@ -325,7 +325,8 @@ def load_references(path: Path) -> set[str]:
             data = pickle.load(f)
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError):
         return set()
-    if not isinstance(data, dict) or data.get("version") != references_version():
+    if not isinstance(data, dict) or data.get("version") != references_version() \
+            or not isinstance(data.get("values"), dict) or not isinstance(data.get("setup"), list):
         return set()
     with BOARD.cond:
         for key, blob in data["values"].items():
