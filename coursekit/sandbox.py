@@ -329,9 +329,12 @@ def load_references(path: Path) -> set[str]:
             or not isinstance(data.get("values"), dict) or not isinstance(data.get("setup"), list):
         return set()
     with BOARD.cond:
+        size = sum(map(len, REFERENCES.values()))
         for key, blob in data["values"].items():
-            if type(key) is str and type(blob) is bytes:
-                REFERENCES.setdefault(key, blob)
+            if type(key) is str and type(blob) is bytes and key not in REFERENCES \
+                    and size + len(blob) <= REFERENCES_MAX_BYTES:  # the same bound as for computed values
+                REFERENCES[key] = blob
+                size += len(blob)
         SETUP_REFERENCES.update(k for k in data["setup"] if k in REFERENCES)
         return {k for k in data["values"] if k in REFERENCES}
 
