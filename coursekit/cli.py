@@ -96,6 +96,10 @@ def cmd_autograder(args) -> int:
         z = autograder.build(a, limits)
         print(f"{ps.id}: {len(list((z.parent / 'tests').glob('*.py')))} otter tests, {z} "
               f"(cell timeout {limits.cell_timeout:g} s, memory {limits.memory_bytes / 2**30:g} GiB)")
+        if not ps.release_notebook.exists():
+            print(f"{ps.id}: no release yet (make release PS={ps.id}): the reference values of the hidden tests "
+                  f"will be computed by the first `make grade` batch", flush=True)
+            continue
         n, seconds = batch.precompute_references(a, limits)
         print(f"{ps.id}: {n} reference values of the hidden tests, computed in {seconds:.1f} s -> "
               f"{ps.autograder_references} (for `make grade`; never in the zip)", flush=True)
