@@ -316,6 +316,15 @@ def references_version() -> str:
     return h.hexdigest()[:16]
 
 
+def _keep_reference(key: str, blob: bytes) -> bool:
+    """Add a value (computed now, or read from a store) unless known, or over the bound; True if
+    added. Under ``BOARD.cond``."""
+    if key in REFERENCES or sum(map(len, REFERENCES.values())) + len(blob) > REFERENCES_MAX_BYTES:
+        return False
+    REFERENCES[key] = blob
+    return True
+
+
 def load_references(path: Path) -> set[str]:
     """Add the reference values stored in ``path`` (by `save_references`: an instructor's file,
     never a student's) to those this process shares; returns their keys. A file written with
@@ -329,12 +338,9 @@ def load_references(path: Path) -> set[str]:
             or not isinstance(data.get("values"), dict) or not isinstance(data.get("setup"), list):
         return set()
     with BOARD.cond:
-        size = sum(map(len, REFERENCES.values()))
         for key, blob in data["values"].items():
-            if type(key) is str and type(blob) is bytes and key not in REFERENCES \
-                    and size + len(blob) <= REFERENCES_MAX_BYTES:  # the same bound as for computed values
-                REFERENCES[key] = blob
-                size += len(blob)
+            if type(key) is str and type(blob) is bytes:
+                _keep_reference(key, blob)
         SETUP_REFERENCES.update(k for k in data["setup"] if k in REFERENCES)
         return {k for k in data["values"] if k in REFERENCES}
 
@@ -397,10 +403,8 @@ class _Board:
 
     def put(self, key: str, blob: bytes, pair, setup: bool) -> None:
         with self.cond:
-            if key not in REFERENCES and sum(map(len, REFERENCES.values())) + len(blob) <= REFERENCES_MAX_BYTES:
-                REFERENCES[key] = blob
-                if setup:
-                    SETUP_REFERENCES.add(key)
+            if _keep_reference(key, blob) and setup:
+                SETUP_REFERENCES.add(key)
             if key in REFERENCES:
                 self._used(key)
             if self.claims.get(key) is pair:
