@@ -580,6 +580,27 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
     setup_ns: dict = {}
     forbidden_restore: list = []
     seen_violations = 0
+
+    def status(test: bool) -> dict:
+        """What the trusted side checks after a cell: new violations, tampering (after a test), memory."""
+        nonlocal seen_violations
+        tampered = []
+        if test:
+            tampered = _diff(snap)
+            for name, value in setup_ns.items():  # names the setup cell defined, redefined since
+                if shell.user_ns.get(name) is not value and (callable(value) or type(value) is type(sys)):
+                    tampered.append(f"redefined `{name}` (provided by the setup cell)")
+            guard.phase = "code"
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        found = {"violations": [list(v) for v in guard.violations[seen_violations:]],
+                 "tampered": sorted(set(tampered)),
+                 "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+        seen_violations = len(guard.violations)
+        return found
     write_frame(fd, encode({"ready": True, "pid": os.getpid(), "unprivileged": dropped, "no_caps": no_caps}))
     guard.phase = "code"
     while True:
@@ -605,6 +626,8 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
                                      if not k.startswith("_") and (k not in before or before[k] is not v)})
                 reply["value"] = None
             elif op == "lookup":
+                if msg.get("phase"):  # a test cell starts: its lookups and its calls
+                    guard.phase = msg["phase"]
                 found = {n: shell.user_ns[n] for n in msg["names"] if n in shell.user_ns}
                 reply["value"] = found
             elif op == "call":
@@ -643,22 +666,7 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
                 guard.phase = msg["phase"]
                 reply["value"] = None
             elif op == "status":
-                tampered = []
-                if msg.get("test"):
-                    tampered = _diff(snap)
-                    for name, value in setup_ns.items():  # names the setup cell defined, redefined since
-                        if shell.user_ns.get(name) is not value and (callable(value) or type(value) is type(sys)):
-                            tampered.append(f"redefined `{name}` (provided by the setup cell)")
-                    guard.phase = "code"
-                for stream in (sys.stdout, sys.stderr):
-                    try:
-                        stream.flush()
-                    except (OSError, ValueError):
-                        pass
-                reply["value"] = {"violations": [list(v) for v in guard.violations[seen_violations:]],
-                                  "tampered": sorted(set(tampered)),
-                                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
-                seen_violations = len(guard.violations)
+                reply["value"] = status(bool(msg.get("test")))
             else:
                 raise ValueError(f"unknown operation {op!r}")
         except BaseException as exc:  # noqa: BLE001 -- everything student code raises is reported
@@ -669,6 +677,14 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
             if op == "exec":
                 guard.phase = "code"
         reply["seconds"] = perf() - t0
+        if op == "exec":  # the status after the cell, without another exchange
+            setitimer(ITIMER_REAL, 10.0)
+            try:
+                reply["status"] = status(False)
+            except BaseException:  # noqa: BLE001 -- the trusted side asks for it then
+                pass
+            finally:
+                setitimer(ITIMER_REAL, 0)
         try:
             body = encode(reply, _make_handle)
         except Exception as exc:  # noqa: BLE001 -- e.g. a value nested too deeply

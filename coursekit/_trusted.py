@@ -391,6 +391,28 @@ def _data_key(obj, seen: set) -> str:
     return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
+class GraderChannel:
+    """The connection to the grader, which may send the next cell before this one has ended: a
+    cell (or the stop, None) that arrives while a `reference()` request waits for its reply
+    waits here for its turn."""
+
+    def __init__(self, conn):
+        self.conn, self.waiting = conn, []
+
+    def send(self, msg) -> None:
+        self.conn.send(msg)
+
+    def next_cell(self):
+        return self.waiting.pop(0) if self.waiting else self.conn.recv()
+
+    def reply(self):
+        while True:
+            msg = self.conn.recv()
+            if msg is not None and not (type(msg) is dict and "index" in msg):
+                return msg
+            self.waiting.append(msg)
+
+
 class ReferenceCache:
     """`reference()` on the trusted side: a value the grader already holds (computed for an
     earlier submission, or by another grading pair right now) is fetched from it; a new one is
@@ -398,7 +420,7 @@ class ReferenceCache:
 
     MAX_BYTES = 64 * 2**20
 
-    def __init__(self, remote: Remote, grader):
+    def __init__(self, remote: Remote, grader: GraderChannel):
         self.remote, self.grader, self.known = remote, grader, {}
         self.in_setup = False  # a read-only cell's values are public: they also go to the child
         self.setup_values: dict[str, bytes] = {}  # those of the read-only cell running now
@@ -409,7 +431,7 @@ class ReferenceCache:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
         try:
             self.grader.send(msg)
-            return self.grader.recv() if msg["reference"] == "get" else None
+            return self.grader.reply() if msg["reference"] == "get" else None
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
 
@@ -468,7 +490,8 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
     shell = new_shell("trusted")
     remote = Remote(child_conn.fileno(), child_pid, float(req["grace"]))
     remote.cell_timeout = float(req["cell_timeout"])
-    references = ReferenceCache(remote, conn)
+    grader = GraderChannel(conn)
+    references = ReferenceCache(remote, grader)
     checks._REFERENCE_HOOK = references
     try:
         hello = wire.decode(wire.read_frame(remote.fd, time.monotonic() + float(req["startup_timeout"])))
@@ -485,7 +508,7 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
     signal.signal(signal.SIGALRM, on_alarm)
     test_vars: dict = {}
     while ok:
-        cell = conn.recv()
+        cell = grader.next_cell()
         if cell is None:
             break
         kind, source, timeout = cell["kind"], cell["source"], float(cell["timeout"])
@@ -493,16 +516,18 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
         result = {"index": cell["index"], "ok": True, "error": None, "status": "passed", "violations": [],
                   "tampered": [], "maxrss_kb": 0, "suspicious": None, "line": None}
         remote.student_seconds = 0.0
+        status = None  # the child's report after the cell: violations, memory
         t0 = time.perf_counter()
         try:
             if kind in ("solution", "code"):
                 reply = remote.request({"op": "exec", "kind": kind, "source": source, "index": cell["index"]})
+                status = reply.get("status")
                 if not reply["ok"]:
                     result["ok"], result["error"] = False, _format_error(_as_exception(reply["error"]))
             elif kind == "setup":
                 references.in_setup = True
                 try:
-                    _run_setup(remote, shell, cell, timeout, result, references)
+                    status = _run_setup(remote, shell, cell, timeout, result, references)
                 finally:
                     references.in_setup = False
             else:
@@ -519,12 +544,14 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
             result["status"] = "timeout" if time.monotonic() >= remote.deadline - 0.05 else "failed"
         result["seconds"] = time.perf_counter() - t0
         result["student_seconds"] = remote.student_seconds
-        if remote.alive and kind != "test":  # a test cell asked for it already
+        if remote.alive and kind != "test" and type(status) is not dict:  # a test cell asked for it already
             try:
                 reply = remote.request({"op": "status", "test": False}, extra=10.0)
-                _merge_status(result, reply.get("value") if reply["ok"] else None)
+                status = reply.get("value") if reply["ok"] else None
             except ChildLost as exc:
                 result.update(ok=False, error=str(exc), status=exc.status)
+        if kind != "test":
+            _merge_status(result, status)
         sys.stdout.flush()
         result["alive"] = remote.alive
         conn.send(result)
@@ -574,10 +601,11 @@ def _merge_status(result: dict, status) -> None:
 _CALLS_REFERENCE = re.compile(r"\breference\s*\(")  # not merely importing it
 
 
-def _run_setup(remote: Remote, shell, cell: dict, timeout: float, result: dict, references: ReferenceCache) -> None:
+def _run_setup(remote: Remote, shell, cell: dict, timeout: float, result: dict, references: ReferenceCache):
     """A read-only cell runs on both sides (the student's code sees the same setup), both at
     once; but one that computes `reference()` values runs here first, and the child is handed
-    those values (public course code on public data) instead of computing them again."""
+    those values (public course code on public data) instead of computing them again. Returns
+    the child's status after the cell, if it sent one."""
     hard = remote.deadline + remote.grace
     msg = {"op": "exec", "kind": "setup", "source": cell["source"], "index": cell["index"], "timeout": timeout}
     here_first = _CALLS_REFERENCE.search(cell["source"]) is not None
@@ -597,6 +625,7 @@ def _run_setup(remote: Remote, shell, cell: dict, timeout: float, result: dict, 
     reply = remote.receive(hard)
     if not reply["ok"] and result["ok"]:
         result.update(ok=False, error="in the submission's process: " + _format_error(_as_exception(reply["error"])))
+    return reply.get("status")
 
 
 class SetupGlobals(dict):
@@ -634,17 +663,18 @@ def _test_line(exc: BaseException, cell: dict) -> int | None:
 def _run_test(remote: Remote, shell, cell: dict, timeout: float, test_vars: dict, result: dict) -> None:
     """Run a test cell here, with the submission's names it uses fetched as plain data or proxies."""
     code = compile(cell["source"], _test_filename(cell), "exec")
-    remote.value({"op": "phase", "phase": "test"})
     ns = dict(shell.user_ns)
     ns.update(test_vars)
     wanted = sorted(n for n in _names(code) if n not in ns and not hasattr(builtins, n)
                     and not (n.startswith("__") and n.endswith("__")))
     fetched = {}
-    if wanted:
-        found = remote.value({"op": "lookup", "names": wanted})
+    if wanted:  # the child enters the test phase, then looks the names up: one exchange
+        found = remote.value({"op": "lookup", "names": wanted, "phase": "test"})
         if type(found) is dict:
             fetched = {k: v for k, v in found.items() if type(k) is str and k in wanted}
             ns.update(fetched)
+    else:
+        remote.value({"op": "phase", "phase": "test"})
     try:
         # the student's calls time out in their own process first (and report it); this is the backstop
         signal.setitimer(signal.ITIMER_REAL, max(0.01, remote.deadline + remote.grace - time.monotonic()))

@@ -183,7 +183,7 @@ def grade_batch(a: Assignment, submissions: Path, settings: Settings = Settings(
 
     store = a.ps.autograder_references  # the tests' reference values: computed once, not per batch
     stored = sandbox.load_references(store)
-    with sandbox.BOARD.tracking() as used:
+    with sandbox.BOARD.tracking() as used, sandbox.ahead(settings.workers):
         # grading starts at once; the gradebook opens meanwhile (creating nbgrader's tables takes seconds)
         pool = cf.ThreadPoolExecutor(max_workers=settings.workers)
         try:

@@ -198,6 +198,45 @@ def test_grading_processes_running_at_once_compute_a_reference_value_once():
     assert len(sandbox.REFERENCES) == 1
 
 
+def test_pairs_started_ahead_grade_as_pairs_started_on_demand_and_leave_nothing_behind(monkeypatch):
+    """In a batch (`sandbox.ahead`), a submission's two processes are started before it needs
+    them and stopped after, in the background; cells are sent one ahead. The results are those
+    of pairs started on demand, a dead child is still replaced, and on leaving no spare process
+    or folder remains."""
+    import os
+    import threading
+
+    from coursekit import sandbox
+
+    folders = []
+    made = sandbox._folders
+    monkeypatch.setattr(sandbox, "_folders", lambda files: folders.append(made(files)) or folders[-1])
+    sandbox.forget_references()
+    cells = (Cell(2, "solution", "def f(x):\n    return x + 1"),
+             Cell(3, "test", "v = reference(fresh, 3)\nassert False, repr(v)", "ref", 1),
+             Cell(4, "setup", "import os\nPID = os.getpid()"),
+             Cell(5, "solution", "import os\ndef g():\n    return os.getpid() == PID"),
+             Cell(6, "test", "assert_close(f(np.ones(2)), 2 * np.ones(2))\nassert g()", "calls", 1),
+             Cell(7, "solution", "import os\nos._exit(3)"),
+             Cell(8, "test", "assert_close(f(np.ones(2)), 2 * np.ones(2))", "after_death", 1))
+    plain = [(r.kind, r.status, r.error) for r in run(REF_SETUP, *cells)]
+    with sandbox.ahead(2):
+        out = []
+        threads = [threading.Thread(target=lambda: out.extend(
+            [(r.kind, r.status, r.error) for r in run(REF_SETUP, *cells)] for _ in range(3))) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        spares = [fut.result()[0] for _, fut in sandbox.AHEAD.spares]
+        assert spares and all(p.is_alive() for pair in spares for p in pair.procs)
+    assert len(out) == 6 and all(r == plain for r in out), (plain, out)
+    assert [s for _, s, _ in plain[2:]] == ["passed", "failed", "passed", "passed", "passed", "died", "passed"]
+    assert not any(p.is_alive() for pair in spares for p in pair.procs)
+    assert len(folders) >= 8 and not any(os.path.exists(d) for pair in folders for d in pair)
+    assert sandbox.AHEAD.depth == 0 and sandbox.AHEAD.take(LIMITS) is None  # off again
+
+
 def test_stored_reference_values_are_used_by_a_later_grader_and_stale_stores_are_ignored(tmp_path):
     """`make autograder` stores the tests' reference values; a later grader (here: this process
     after forgetting them) starts from the file instead of recomputing. A store written by other
