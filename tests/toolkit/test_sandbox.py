@@ -237,6 +237,37 @@ def test_pairs_started_ahead_grade_as_pairs_started_on_demand_and_leave_nothing_
     assert sandbox.AHEAD.depth == 0 and sandbox.AHEAD.take(LIMITS) is None  # off again
 
 
+def test_the_submodule_index_finds_what_cloudpickle_finds():
+    """Functions a test sends are pickled by value; the trusted side's index of sys.modules by
+    package gives cloudpickle's own search result, also after new modules are imported."""
+    import types
+
+    import numpy as np
+    import scipy.linalg  # noqa: F401
+    import torch
+    import torch.nn.functional as F  # noqa: F401
+    from cloudpickle import cloudpickle as impl
+
+    from coursekit import _trusted
+
+    original = impl._find_imported_submodules
+    if original is _trusted._imported_submodules:
+        pytest.skip("already replaced in this process")
+
+    def f(x):
+        return torch.nn.functional.relu(np.linalg.norm(x)) + torch.linalg.norm(x) + scipy.linalg.norm(x)
+
+    scipy = __import__("scipy")
+    deps = [torch, np, scipy, torch.nn, types]
+    assert _trusted._imported_submodules(f.__code__, deps) == original(f.__code__, deps) != []
+    import scipy.sparse.linalg  # noqa: F401 -- a newly loaded submodule is found too
+
+    def g(x):
+        return scipy.sparse.linalg.norm(x)
+
+    assert _trusted._imported_submodules(g.__code__, [scipy]) == original(g.__code__, [scipy]) != []
+
+
 def test_stored_reference_values_are_used_by_a_later_grader_and_stale_stores_are_ignored(tmp_path):
     """`make autograder` stores the tests' reference values; a later grader (here: this process
     after forgetting them) starts from the file instead of recomputing. A store written by other
