@@ -10,7 +10,8 @@ Batches of generated submissions (correct, partial, stub) of the cheapest and th
 problem set: plain serial `nbgrader autograde` against this project's grader with 1 and N
 workers, in the same run, with the parallel efficiency (1-worker time / (N x N-worker time))
 and the floor: the submissions' own code (their cells and every call the tests make into their
-functions), measured with 1 worker, divided by N. Each batch starts from the reference values
+functions, timed in the submission's process: passing values between the two grading processes
+is the grader's cost, not the student's), measured with 1 worker, divided by N. Each batch starts from the reference values
 stored by `make autograder`, as `make grade` does; one more N-worker batch starts without them.
 `--class N` grades one synthetic class of N submissions the way `make grade` does (wall, floor,
 memory over the batch). Every figure is a median of ``repeats`` runs: the machine is shared. Uses only time.perf_counter and
@@ -368,7 +369,7 @@ def main(spec: str | None = None, repeats: int = 3, batch_size: int = 20, settin
            "grader overhead per submission <= 2 s (grading wall time minus the cells' own run time). "
            "Grading one correct submission (after one untimed grading, as in a batch: the tests' reference() "
            "values are already known) splits into the submission's own code (its cells and every call "
-           "the tests make into its functions), the rest of the cells' run time (setup cells and the tests' "
+           "the tests make into its functions, timed in its own process), the rest of the cells' run time (setup cells and the tests' "
            "own work) and the grader's overhead.",
            f"Starting the grader's fork server (imports numpy, torch, matplotlib, IPython once per batch): "
            f"{startup:.1f} s."]
@@ -381,7 +382,8 @@ def main(spec: str | None = None, repeats: int = 3, batch_size: int = 20, settin
         md += ["", f"Speedup over serial nbgrader: **{b['speedup']:.2f}x** with {b['jobs']} workers, "
                f"{b['speedup_1']:.2f}x with 1 worker. Parallel efficiency: **{b['efficiency']:.0%}** "
                f"(1-worker time / ({b['jobs']} x {many} time)). Floor (the submissions' own code -- their cells "
-               f"and every call into their functions -- with 1 worker / {b['jobs']}): {b['floor_s']:.1f} s; "
+               f"and every call into their functions, timed in their own process -- with 1 worker / {b['jobs']}): "
+               f"{b['floor_s']:.1f} s; "
                f"measured / floor: **{b['vs_floor']:.2f}**. With the course's own work counted too (setup cells, "
                f"the tests' own computations: all cells' run time / {b['jobs']}): {b['cells_floor_s']:.1f} s, "
                f"measured / that: {b['vs_cells_floor']:.2f}. Same per-cell scores as nbgrader: {b['same_scores']}. "

@@ -82,7 +82,7 @@ class CellResult:
     tampered: list = field(default_factory=list)
     maxrss_kb: int = 0
     suspicious: str | None = None  # a test rejected a returned object built to fool it
-    student_seconds: float = 0.0  # time spent in calls into the submission's functions
+    student_seconds: float = 0.0  # time in the submission's own code (its cells, calls into it), timed where it runs
     line: int | None = None  # a failed test cell: the line of its top level (1-based, as run) that failed
 
     @property
