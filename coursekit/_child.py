@@ -609,7 +609,7 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
         if op == "stop":
             break
         reply: dict = {"ok": True, "error": None}
-        own = [0.0]  # seconds in the submission's own code: the cell, or the call (not passing values)
+        own = 0.0  # seconds in the submission's own code: the cell, or the call (not passing values)
         t0 = perf()
         setitimer(ITIMER_REAL, float(msg.get("timeout") or 0))
         try:
@@ -621,11 +621,11 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
                     setup_references.update(msg.get("references") or {})
                 dlt_checks._REFERENCE_HOOK = setup_reference if kind == "setup" and setup_references else None
                 code = shell.transform_cell(msg["source"])  # IPython magics -> plain Python
-                own[0] = perf()
+                start = perf()
                 try:
                     exec(compile(code, f"<cell {msg['index']}>", "exec"), shell.user_ns)
                 finally:
-                    own[0] = perf() - own[0]
+                    own = perf() - start
                 if kind == "setup":  # only the names this read-only cell itself bound
                     setup_ns.update({k: v for k, v in shell.user_ns.items()
                                      if not k.startswith("_") and (k not in before or before[k] is not v)})
@@ -644,11 +644,11 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
                 keys = list(kwargs)
                 values = list(args) + [kwargs[k] for k in keys]
                 snaps = _snapshot_args(values)
-                own[0] = perf()
+                start = perf()
                 try:
                     result = target(*args, **kwargs)
                 finally:
-                    own[0] = perf() - own[0]
+                    own = perf() - start
                 changes = _changes(values, snaps)
                 reply["value"] = result
                 reply["writeback"] = [(pos if pos < len(args) else keys[pos - len(args)], kind, new, replaced)
@@ -686,8 +686,8 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
             if op == "exec":
                 guard.phase = "code"
         reply["seconds"] = perf() - t0
-        if op in ("exec", "call") and own[0] > 0:
-            reply["own"] = own[0]
+        if own > 0:
+            reply["own"] = own
         if op == "exec":  # the status after the cell, without another exchange
             setitimer(ITIMER_REAL, 10.0)
             try:

@@ -369,8 +369,8 @@ def main(spec: str | None = None, repeats: int = 3, batch_size: int = 20, settin
            "grader overhead per submission <= 2 s (grading wall time minus the cells' own run time). "
            "Grading one correct submission (after one untimed grading, as in a batch: the tests' reference() "
            "values are already known) splits into the submission's own code (its cells and every call "
-           "the tests make into its functions, timed in its own process), the rest of the cells' run time (setup cells and the tests' "
-           "own work) and the grader's overhead.",
+           "the tests make into its functions, timed in its own process), the rest of the cells' run time "
+           "(setup cells and the tests' own work) and the grader's overhead.",
            f"Starting the grader's fork server (imports numpy, torch, matplotlib, IPython once per batch): "
            f"{startup:.1f} s."]
     for b in batches:

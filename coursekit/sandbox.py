@@ -636,9 +636,12 @@ def run_cells(plan: list[notebook.Cell], files: dict[str, bytes] | None = None, 
                     break
             if pair is None:
                 break
-        if pair is not None and not AHEAD.stop(pair, workdir, private):
-            _discard(pair, workdir, private, stop=True)
-        pair = workdir = None
+        if pair is not None:
+            if AHEAD.stop(pair, workdir, private):
+                workdir = None  # its folders go with the background stop
+            else:
+                pair.stop()
+            pair = None
         for cell in plan[len(results):]:
             results.append(CellResult(cell.index, cell.kind, cell.grade_id, cell.points, Status.NOT_RUN,
                                       "not run: the grader stopped after repeated failures"))
