@@ -2,6 +2,7 @@
 each grading process would otherwise build for itself after its fork, built once here.
 
 - the BLAS/OpenMP thread-pool controller (threadpoolctl scans the loaded libraries);
+- the index of ``sys.modules`` by package the trusted process pickles functions with;
 - the two IPython shells, the student's process's and the trusted process's (`_child.new_shell`
   takes its own and drops the other), each having transformed a first cell;
 - then the heap is frozen (``gc.freeze``): a collection in a grading process does not walk,
@@ -53,6 +54,7 @@ try:
     _warm_torch()
 except Exception:  # noqa: BLE001
     pass
+_trusted.index_modules()  # the packages' submodules, for pickling the functions a test sends
 for _module in (_child, _trusted):  # torch.manual_seed records the stack (source lines) of its caller
     linecache.getlines(_module.__file__)
 gc.collect()

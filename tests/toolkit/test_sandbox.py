@@ -1,5 +1,7 @@
 """The sandboxed cell runner on its own: limits, audit hook, integrity checks, no false alarms."""
 
+import sys
+
 import pytest
 
 from coursekit.notebook import Cell
@@ -266,6 +268,46 @@ def test_the_submodule_index_finds_what_cloudpickle_finds():
         return scipy.sparse.linalg.norm(x)
 
     assert _trusted._imported_submodules(g.__code__, [scipy]) == original(g.__code__, [scipy]) != []
+
+
+def test_the_submodule_index_follows_modules_added_and_removed(tmp_path, monkeypatch):
+    """The index looks only at the names added since it last looked; a module removed from
+    sys.modules (and imported again) makes it look at all of them again."""
+    from cloudpickle import cloudpickle as impl
+
+    from coursekit import _trusted
+
+    original = impl._find_imported_submodules
+    if original is _trusted._imported_submodules:
+        pytest.skip("already replaced in this process")
+    pkg = tmp_path / "dltpkgx"
+    (pkg / "inner").mkdir(parents=True)
+    for f in ("__init__.py", "a.py", "b.py", "inner/__init__.py", "inner/c.py"):
+        (pkg / f).write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import dltpkgx.a  # noqa: F401
+
+    def f():
+        return dltpkgx.a, dltpkgx.b, dltpkgx.inner.c
+
+    dltpkgx = sys.modules["dltpkgx"]
+    try:
+        found = [m.__name__ for m in _trusted._imported_submodules(f.__code__, [dltpkgx])]
+        assert found == [m.__name__ for m in original(f.__code__, [dltpkgx])] == ["dltpkgx.a"]
+        import dltpkgx.b  # noqa: F401
+        import dltpkgx.inner.c  # noqa: F401
+
+        found = [m.__name__ for m in _trusted._imported_submodules(f.__code__, [dltpkgx])]
+        assert found == [m.__name__ for m in original(f.__code__, [dltpkgx])] == ["dltpkgx.a", "dltpkgx.b", "dltpkgx.inner", "dltpkgx.inner.c"]
+        del sys.modules["dltpkgx.b"], sys.modules["dltpkgx.inner.c"]
+        assert {m.__name__ for m in _trusted._imported_submodules(f.__code__, [dltpkgx])} == {"dltpkgx.a", "dltpkgx.inner"}
+        import dltpkgx.inner.c  # noqa: F401, F811
+
+        found = {m.__name__ for m in _trusted._imported_submodules(f.__code__, [dltpkgx])}
+        assert found == {m.__name__ for m in original(f.__code__, [dltpkgx])} == {"dltpkgx.a", "dltpkgx.inner", "dltpkgx.inner.c"}
+    finally:
+        for name in [n for n in sys.modules if n.split(".")[0] == "dltpkgx"]:
+            del sys.modules[name]
 
 
 def test_stored_reference_values_are_used_by_a_later_grader_and_stale_stores_are_ignored(tmp_path):
