@@ -298,7 +298,8 @@ def test_the_submodule_index_follows_modules_added_and_removed(tmp_path, monkeyp
         import dltpkgx.inner.c  # noqa: F401
 
         found = [m.__name__ for m in _trusted._imported_submodules(f.__code__, [dltpkgx])]
-        assert found == [m.__name__ for m in original(f.__code__, [dltpkgx])] == ["dltpkgx.a", "dltpkgx.b", "dltpkgx.inner", "dltpkgx.inner.c"]
+        expected = ["dltpkgx.a", "dltpkgx.b", "dltpkgx.inner", "dltpkgx.inner.c"]
+        assert found == [m.__name__ for m in original(f.__code__, [dltpkgx])] == expected
         del sys.modules["dltpkgx.b"], sys.modules["dltpkgx.inner.c"]
         assert {m.__name__ for m in _trusted._imported_submodules(f.__code__, [dltpkgx])} == {"dltpkgx.a", "dltpkgx.inner"}
         import dltpkgx.inner.c  # noqa: F401, F811
