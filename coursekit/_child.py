@@ -381,6 +381,16 @@ def _make_handle(obj):
     return Handle(hid, f"{t.__module__}.{t.__qualname__}", callable(obj), overrides)
 
 
+def _tensor_from_array(array, requires_grad: bool, parameter: bool):
+    """Unpickled in this process: a tensor the trusted side sent as a numpy array (its own copy)."""
+    import torch
+
+    t = torch.from_numpy(array)
+    if parameter:
+        return torch.nn.Parameter(t, requires_grad=requires_grad)
+    return t.requires_grad_(True) if requires_grad else t
+
+
 def _format_error(exc: BaseException) -> tuple[str, str]:
     try:
         msg = str(exc)

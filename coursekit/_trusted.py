@@ -235,8 +235,41 @@ def _dumps(msg: dict) -> bytes:
 
     _fast_submodule_search()
     buf = io.BytesIO()
-    cloudpickle.Pickler(buf, protocol=5).dump(msg["payload"])
+    _pickler_class(cloudpickle.Pickler)(buf, protocol=5).dump(msg["payload"])
     return pickle.dumps({**msg, "payload": buf.getvalue()}, protocol=5)
+
+
+_PICKLER: list = []
+
+
+def _pickler_class(base):
+    """cloudpickle's Pickler, with plain contiguous CPU tensors sent as numpy arrays: torch
+    pickles each tensor through a nested ``torch.save`` and ``torch.load`` (about 0.1 ms each
+    way, and a course model sent with every call holds several). Either way the student's
+    process gets its own copy of each tensor, with the same values, shape, dtype and
+    ``requires_grad``. Anything else (subclasses, non-contiguous views, attributes, hooks,
+    dtypes numpy lacks) goes the way torch pickles it."""
+    if _PICKLER:
+        return _PICKLER[0]
+    import torch
+
+    from . import _child
+
+    plain = {torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16, torch.int8,
+             torch.uint8, torch.bool, torch.complex64, torch.complex128}
+
+    class TensorPickler(base):
+        def reducer_override(self, obj):
+            t = type(obj)
+            if (t is torch.Tensor or t is torch.nn.Parameter) and obj.device.type == "cpu" \
+                    and obj.layout is torch.strided and obj.dtype in plain and obj.grad_fn is None \
+                    and obj.is_contiguous() and not obj.__dict__ and not obj._backward_hooks \
+                    and not obj.is_conj() and not obj.is_neg():
+                return _child._tensor_from_array, (obj.detach().numpy(), obj.requires_grad, t is torch.nn.Parameter)
+            return super().reducer_override(obj)
+
+    _PICKLER.append(TensorPickler)
+    return TensorPickler
 
 
 _SUBMODULES: dict = {}  # (package, next part) -> [(submodule, its name's parts)]; (code, package) -> found

@@ -153,6 +153,25 @@ def test_a_read_only_helper_may_call_the_students_function():
     assert not r[4].ok and "yours 2, expected 3" in r[4].error  # it really called the student's code
 
 
+def test_tensors_sent_by_value_arrive_as_torch_would_send_them():
+    """A call carrying a course model goes by value; its tensors (numpy-backed on the fast path,
+    torch's own pickling for views, subclasses and bfloat16) keep type, dtype, shape, values,
+    requires_grad and contiguity."""
+    describe = ("import torch\ndef describe(x):\n    if isinstance(x, torch.nn.Module):\n"
+                "        return [describe(p) for p in x.parameters()] + [type(x).__name__]\n"
+                "    return [type(x).__name__, str(x.dtype), tuple(x.shape), x.requires_grad, x.is_leaf,\n"
+                "            x.is_contiguous(), x.detach().double().tolist() if x.dtype != torch.complex128 else str(x.tolist())]\n"
+                "def describe_all(*xs):\n    return [describe(x) for x in xs]")
+    r = run(Cell(1, "solution", describe),
+            Cell(2, "test", describe.replace("def describe", "def mine") .replace("describe(", "mine(") + "\n"
+                 "g = torch.Generator().manual_seed(0)\nbase = torch.randn(3, 4, generator=g, dtype=torch.float64)\n"
+                 "xs = [torch.nn.Linear(3, 2).double(), torch.nn.Parameter(base.clone()), base.clone().requires_grad_(True),\n"
+                 "      base.T, base[1], base.to(torch.bfloat16), torch.arange(5), torch.tensor(True), torch.zeros(0, 3),\n"
+                 "      torch.tensor(2.5), base.to(torch.complex128), base.float(), torch.nn.Parameter(base[0].clone(), False)]\n"
+                 "got = describe_all(*xs)\nwant = mine_all(*xs)\nassert got == want, (got, want)\n", "t", 1))
+    assert r[-1].ok, r[-1]
+
+
 def test_zero_dimensional_arrays_keep_their_shape_across_the_boundary():
     r = run(Cell(1, "solution", "def stats(x):\n    return {'mean': np.array(x.mean()), 'all': [np.array(1.0)]}"),
             Cell(2, "test", "s = stats(np.ones(3))\nassert s['mean'].shape == () and s['all'][0].shape == (), s", "t", 1))
