@@ -160,7 +160,8 @@ def test_tensors_sent_by_value_arrive_as_torch_would_send_them():
     describe = ("import torch\ndef describe(x):\n    if isinstance(x, torch.nn.Module):\n"
                 "        return [describe(p) for p in x.parameters()] + [type(x).__name__]\n"
                 "    return [type(x).__name__, str(x.dtype), tuple(x.shape), x.requires_grad, x.is_leaf,\n"
-                "            x.is_contiguous(), x.detach().double().tolist() if x.dtype != torch.complex128 else str(x.tolist())]\n"
+                "            x.is_contiguous(),\n"
+                "            x.detach().double().tolist() if x.dtype != torch.complex128 else str(x.tolist())]\n"
                 "def describe_all(*xs):\n    return [describe(x) for x in xs]")
     r = run(Cell(1, "solution", describe),
             Cell(2, "test", describe.replace("def describe", "def mine") .replace("describe(", "mine(") + "\n"
