@@ -380,3 +380,18 @@ def test_notebook_habits_work_as_in_jupyter():
                                 "get_ipython().user_ns is globals()"),
             Cell(4, "test", "assert same_shell()", "t2", 1))
     assert all(x.ok for x in r), r
+
+
+def test_read_only_cells_compiled_once_by_the_grader_run_as_their_source_would():
+    """The grader compiles setup and test cells once (IPython's transforms included); they run on
+    both sides as before, and a failing test still reports its own line."""
+    from coursekit import sandbox
+
+    setup = Cell(1, "setup", "%matplotlib inline\nK = 3\ndef k():\n    return K")
+    one_line = Cell(2, "setup", "%matplotlib inline")
+    test = Cell(4, "test", "a = k()\nb = twice()\nassert b == 2 * a == 7, (a, b)", "t", 1)
+    assert sandbox.compiled(setup) is not None and sandbox.compiled(test) is not None
+    assert sandbox.compiled(one_line) is None and sandbox.compiled(Cell(5, "solution", "x = 1")) is None
+    r = run(setup, one_line, Cell(3, "solution", "def twice():\n    return 2 * K"), test)
+    assert all(x.ok for x in r[:4]) and not r[4].ok, r
+    assert r[4].line == 3 and "(3, 6)" in r[4].error, r[4]
