@@ -650,18 +650,21 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
                     guard.phase = msg["phase"]
                 found = {n: shell.user_ns[n] for n in msg["names"] if n in shell.user_ns}
                 reply["value"] = found
-            elif op == "call":
-                target = _HANDLES[msg["id"]]
+            elif op in ("call", "run"):  # run: the test's function (first argument) called here
+                target = _HANDLES[msg["id"]] if op == "call" else None
                 if msg.get("wire"):  # plain data from the trusted side; handles are this process's objects
                     args, kwargs = wire.decode(msg["payload"], lambda h: _HANDLES[h.id])
                 else:
                     args, kwargs = pickle.loads(msg["payload"])
+                call_args = args
+                if op == "run":  # args[0]: the function; positions in the write-back count it
+                    target, call_args = args[0], args[1:]
                 keys = list(kwargs)
                 values = list(args) + [kwargs[k] for k in keys]
                 snaps = _snapshot_args(values)
                 start = perf()
                 try:
-                    result = target(*args, **kwargs)
+                    result = target(*call_args, **kwargs)
                 finally:
                     own = perf() - start
                 changes = _changes(values, snaps)

@@ -88,7 +88,7 @@ class Remote:
             reply = self.receive(hard)
             return reply
         finally:
-            if msg["op"] in ("call", "exec"):  # time in the submission's own code (for `make bench`):
+            if msg["op"] in ("call", "run", "exec"):  # time in the submission's own code (for `make bench`):
                 took = time.perf_counter() - t0  # as the child measured it: the cell or call, not passing values
                 own = reply.get("own") if reply is not None else None
                 self.student_seconds += min(took, own) if type(own) is float and own >= 0 else took
@@ -96,7 +96,7 @@ class Remote:
     def send(self, msg: dict, hard: float) -> None:
         if not self.alive:
             raise self.lost or ChildLost("died", "the student's process is gone")
-        frame = _dumps(msg) if msg["op"] == "call" else pickle.dumps(msg, protocol=5)  # may fail: child untouched
+        frame = _dumps(msg) if msg["op"] in ("call", "run") else pickle.dumps(msg, protocol=5)  # may fail: child untouched
         self._guarded(wire.write_frame, self.fd, frame, hard)
 
     def receive(self, hard: float) -> dict:
@@ -601,6 +601,7 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
     limit_threads(int(req.get("threads", 1)))
     sys.modules["dlt_checks"] = checks
     checks._FORBID_HOOK = lambda names, message: _forbid_in_child(remote, names, message)
+    checks._IN_SUBMISSION_HOOK = lambda fn, args, kwargs: _run_in_child(remote, fn, args, kwargs)
     shell = new_shell("trusted")
     remote = Remote(child_conn.fileno(), child_pid, float(req["grace"]))
     remote.cell_timeout = float(req["cell_timeout"])
@@ -678,6 +679,17 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
             pass
     remote.kill()
     os._exit(0)
+
+
+def _run_in_child(remote: Remote, fn, args: tuple, kwargs: dict):
+    """`checks.in_submission`: ``fn`` (the test's, by value) called in the student's process, in
+    one exchange; its result comes back as plain data, like a student function's."""
+    reply = remote.request({"op": "run", "payload": ((fn, *args), kwargs)})
+    if not reply["ok"]:
+        raise_student_error(reply["error"])
+    _write_back(args, kwargs, [((pos - 1) if type(pos) is int else pos, kind, new, replaced)
+                               for pos, kind, new, replaced in reply.get("writeback") or [] if pos != 0])
+    return reply.get("value")
 
 
 @contextlib.contextmanager

@@ -395,3 +395,26 @@ def test_read_only_cells_compiled_once_by_the_grader_run_as_their_source_would()
     r = run(setup, one_line, Cell(3, "solution", "def twice():\n    return 2 * K"), test)
     assert all(x.ok for x in r[:4]) and not r[4].ok, r
     assert r[4].line == 3 and "(3, 6)" in r[4].error, r[4]
+
+
+def test_in_submission_runs_a_loop_of_calls_where_the_students_code_runs():
+    """`in_submission(fn, ...)`: the test's own function, with the student's function among its
+    arguments, runs in the student's process in one exchange; its result, and what it changed
+    in place, come back as data. Without the grader it is just the call."""
+    from coursekit import checks
+
+    assert checks.in_submission(lambda f, n: [f(i) for i in range(n)], lambda i: i * i, 3) == [0, 1, 4]
+    loop = ("def loop(f, xs, gen):\n    out = []\n    for _ in range(200):\n"
+            "        out.append(float(f(torch.randn(3, generator=gen, dtype=torch.float64))))\n"
+            "    xs[0] = -1.0\n    return out, os.getpid()\n")
+    r = run(Cell(1, "setup", "import os\nimport torch\nfrom dlt_checks import in_submission"),
+            Cell(2, "solution", "import os\ndef norm2(x):\n    return float((x ** 2).sum())\nPID = os.getpid()"),
+            Cell(3, "test", loop + "g = torch.Generator().manual_seed(0)\nxs = np.zeros(2)\n"
+                 "out, pid = in_submission(loop, norm2, xs, g)\n"
+                 "g2 = torch.Generator().manual_seed(0)\n"
+                 "want = [float((torch.randn(3, generator=g2, dtype=torch.float64) ** 2).sum()) for _ in range(200)]\n"
+                 "assert out == want and pid == PID != os.getpid(), (pid, os.getpid())\n"
+                 "assert xs[0] == -1.0 and torch.equal(g.get_state(), g2.get_state())\n"
+                 "in_submission(norm2, 'not a tensor')", "t", 1))
+    assert all(x.ok for x in r[:3]) and not r[3].ok, r
+    assert r[3].line == 14 and "TypeError" in r[3].error, r[3]
