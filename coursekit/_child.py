@@ -559,6 +559,8 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
     shell = new_shell("child")
     import dlt_checks  # noqa: F401 -- the authored helper, copied in by the parent
 
+    from ._trusted import cell_code
+
     setup_references: dict[str, bytes] = {}
 
     def setup_reference(fn, args, kwargs):
@@ -630,12 +632,7 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
                 if kind == "setup":
                     setup_references.update(msg.get("references") or {})
                 dlt_checks._REFERENCE_HOOK = setup_reference if kind == "setup" and setup_references else None
-                if kind == "setup":  # the course's read-only cell, compiled by the grader
-                    from ._trusted import _setup_code
-
-                    code = _setup_code(shell, msg)
-                else:
-                    code = compile(shell.transform_cell(msg["source"]), f"<cell {msg['index']}>", "exec")
+                code = cell_code(shell, msg)  # a read-only cell as the grader compiled it
                 start = perf()
                 try:
                     exec(code, shell.user_ns)
@@ -656,15 +653,14 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
                     args, kwargs = wire.decode(msg["payload"], lambda h: _HANDLES[h.id])
                 else:
                     args, kwargs = pickle.loads(msg["payload"])
-                call_args = args
-                if op == "run":  # args[0]: the function; positions in the write-back count it
-                    target, call_args = args[0], args[1:]
+                if op == "run":  # the test's function, sent first among the arguments
+                    target, args = args[0], args[1:]
                 keys = list(kwargs)
                 values = list(args) + [kwargs[k] for k in keys]
                 snaps = _snapshot_args(values)
                 start = perf()
                 try:
-                    result = target(*call_args, **kwargs)
+                    result = target(*args, **kwargs)
                 finally:
                     own = perf() - start
                 changes = _changes(values, snaps)

@@ -148,6 +148,16 @@ def _valid_reply(reply) -> bool:
     return True
 
 
+def _call(remote: Remote, msg: dict, args: tuple, kwargs: dict, fn=None):
+    """A call in the student's process (``msg``: its target, or ``fn``, sent first among the
+    arguments); what it changed in place is applied here."""
+    reply = remote.request({**msg, "payload": (args if fn is None else (fn, *args), kwargs)})
+    if not reply["ok"]:
+        raise_student_error(reply["error"])
+    _write_back(args, kwargs, reply.get("writeback") or [])
+    return reply.get("value")
+
+
 def raise_student_error(error: tuple[str, str]):
     name, msg = error
     cls = _BUILTIN_ERRORS.get(name)
@@ -172,12 +182,7 @@ class Proxy:
         remote = object.__getattribute__(self, "_remote")
         if not object.__getattribute__(self, "_callable"):
             raise TypeError(f"'{object.__getattribute__(self, '_type_name')}' object is not callable")
-        reply = remote.request({"op": "call", "id": object.__getattribute__(self, "_hid"),
-                                "payload": (args, kwargs)})
-        if not reply["ok"]:
-            raise_student_error(reply["error"])
-        _write_back(args, kwargs, reply.get("writeback") or [])
-        return reply.get("value")
+        return _call(remote, {"op": "call", "id": object.__getattribute__(self, "_hid")}, args, kwargs)
 
     def __getattr__(self, name: str):
         if name.startswith("__") and name.endswith("__") and name not in ("__name__", "__qualname__", "__doc__"):
@@ -684,12 +689,7 @@ def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 --
 def _run_in_child(remote: Remote, fn, args: tuple, kwargs: dict):
     """`checks.in_submission`: ``fn`` (the test's, by value) called in the student's process, in
     one exchange; its result comes back as plain data, like a student function's."""
-    reply = remote.request({"op": "run", "payload": ((fn, *args), kwargs)})
-    if not reply["ok"]:
-        raise_student_error(reply["error"])
-    _write_back(args, kwargs, [((pos - 1) if type(pos) is int else pos, kind, new, replaced)
-                               for pos, kind, new, replaced in reply.get("writeback") or [] if pos != 0])
-    return reply.get("value")
+    return _call(remote, {"op": "run"}, args, kwargs, fn)
 
 
 @contextlib.contextmanager
@@ -741,7 +741,7 @@ def _run_setup(remote: Remote, shell, cell: dict, timeout: float, result: dict, 
     references.setup_values = {}
     try:
         signal.setitimer(signal.ITIMER_REAL, timeout)
-        exec(_setup_code(shell, cell), shell.user_ns)
+        exec(cell_code(shell, cell), shell.user_ns)
     except BaseException as exc:  # noqa: BLE001
         result.update(ok=False, error=_format_error(exc))
     finally:
@@ -755,11 +755,17 @@ def _run_setup(remote: Remote, shell, cell: dict, timeout: float, result: dict, 
     return reply.get("status")
 
 
-def _setup_code(shell, cell: dict):
-    """A read-only cell's code: as the grader compiled it (`sandbox.compiled`), else compiled here."""
+def cell_filename(kind: str, index: int, grade_id) -> str:
+    """The file name a cell's code is compiled under (tracebacks, `_test_line`)."""
+    return f"<test {grade_id}>" if kind == "test" else f"<cell {index}>"
+
+
+def cell_code(shell, cell: dict):
+    """A setup or solution cell's code (IPython's transforms applied): as the grader compiled a
+    read-only cell (`sandbox.compiled`), else compiled here."""
     if cell.get("code") and not shell.input_transformers_post:
         return marshal.loads(cell["code"])
-    return compile(shell.transform_cell(cell["source"]), f"<cell {cell['index']}>", "exec")
+    return compile(shell.transform_cell(cell["source"]), cell_filename(cell["kind"], cell["index"], None), "exec")
 
 
 class SetupGlobals(dict):
@@ -778,16 +784,12 @@ class SetupGlobals(dict):
         raise KeyError(name)
 
 
-def _test_filename(cell: dict) -> str:
-    return f"<test {cell.get('grade_id')}>"
-
-
 def _test_line(exc: BaseException, cell: dict) -> int | None:
     """The line of a test cell's own top level (1-based) that was running when ``exc`` ended it;
     None for other cells, or when the test's code was not running (this side's frames only)."""
     if cell["kind"] != "test":
         return None
-    name = _test_filename(cell)
+    name = cell_filename("test", cell["index"], cell.get("grade_id"))
     for frame, lineno in traceback.walk_tb(exc.__traceback__):
         if frame.f_code.co_filename == name and frame.f_code.co_name == "<module>":
             return lineno
@@ -796,7 +798,8 @@ def _test_line(exc: BaseException, cell: dict) -> int | None:
 
 def _run_test(remote: Remote, shell, cell: dict, timeout: float, test_vars: dict, result: dict) -> None:
     """Run a test cell here, with the submission's names it uses fetched as plain data or proxies."""
-    code = marshal.loads(cell["code"]) if cell.get("code") else compile(cell["source"], _test_filename(cell), "exec")
+    code = marshal.loads(cell["code"]) if cell.get("code") else \
+        compile(cell["source"], cell_filename("test", cell["index"], cell.get("grade_id")), "exec")
     ns = dict(shell.user_ns)
     ns.update(test_vars)
     wanted = sorted(n for n in _names(code) if n not in ns and not hasattr(builtins, n)

@@ -183,14 +183,17 @@ def compiled(cell: notebook.Cell) -> bytes | None:
     if key not in _COMPILED:
         code = None
         try:
+            from ._trusted import cell_filename
+
+            name = cell_filename(str(cell.kind), cell.index, cell.grade_id)
             if cell.kind == notebook.Kind.TEST:
-                code = compile(cell.source, f"<test {cell.grade_id}>", "exec")
+                code = compile(cell.source, name, "exec")
             else:
                 from IPython.core.inputtransformer2 import TransformerManager
 
                 source = TransformerManager().transform_cell(cell.source)
                 if len(source.splitlines()) != 1:
-                    code = compile(source, f"<cell {cell.index}>", "exec")
+                    code = compile(source, name, "exec")
         except (SyntaxError, ValueError):
             pass
         _COMPILED[key] = None if code is None else marshal.dumps(code)
