@@ -471,13 +471,23 @@ def thread_controller():
     return ThreadpoolController()
 
 
+def thread_environment(n: int) -> dict:
+    """Variables that size the pools of a BLAS or OpenMP library first loaded after the fork."""
+    return {name: str(n) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
 def limit_threads(n: int) -> None:
     """``n`` threads for torch and for the BLAS and OpenMP pools of numpy and scipy (OpenBLAS
-    starts one per core: two grading processes would fight over the cores)."""
+    starts one per core: two grading processes would fight over the cores). Nothing to do in a
+    process forked with ``n`` already (`_forkserver`): setting them again would start OpenBLAS's
+    threads anew, each spinning ~0.1 s of CPU waiting for work."""
     import torch
 
+    forkserver = sys.modules.get("coursekit._forkserver")
+    if getattr(forkserver, "THREADS", None) == n:
+        return
     torch.set_num_threads(n)
-    controller = getattr(sys.modules.get("coursekit._forkserver"), "CONTROLLER", None) or thread_controller()
+    controller = getattr(forkserver, "CONTROLLER", None) or thread_controller()
     if controller is not None:
         controller.limit(limits=n)
 
@@ -533,7 +543,8 @@ def serve(conn, req: dict) -> None:  # noqa: C901 -- one branch per operation
     workdir = req["workdir"]
     redirect_output(os.path.join(workdir, ".output.log"), 0o644)
     env = minimal_environment({"HOME": workdir, "TMPDIR": workdir, "MPLCONFIGDIR": workdir, "MPLBACKEND": "Agg",
-                               "PYTHONHASHSEED": "0", "TORCHINDUCTOR_CACHE_DIR": os.path.join(workdir, ".ti")})
+                               "PYTHONHASHSEED": "0", "TORCHINDUCTOR_CACHE_DIR": os.path.join(workdir, ".ti"),
+                               **thread_environment(int(req.get("threads", 1)))})
     os.environ.clear()
     os.environ.update(env)
     import pickle

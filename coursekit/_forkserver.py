@@ -1,14 +1,15 @@
 """Imported last by the grader's fork server (`sandbox`), after every preloaded module: what
 each grading process would otherwise build for itself after its fork, built once here.
 
-- the BLAS/OpenMP thread-pool controller (threadpoolctl scans the loaded libraries);
+- the BLAS/OpenMP thread-pool controller (threadpoolctl scans the loaded libraries), and the
+  pools set to one thread each (`_child.limit_threads`);
 - the index of ``sys.modules`` by package the trusted process pickles functions with;
 - the two IPython shells, the student's process's and the trusted process's (`_child.new_shell`
   takes its own and drops the other), each having transformed a first cell;
 - then the heap is frozen (``gc.freeze``): a collection in a grading process does not walk,
   and so copy, the preloaded objects.
 
-Together about 50 ms of CPU per submission.
+Together about 250 ms of CPU per submission.
 """
 
 import gc
@@ -52,6 +53,12 @@ def _warm_torch() -> None:
 
 try:
     _warm_torch()
+except Exception:  # noqa: BLE001
+    pass
+THREADS = None
+try:  # a grading process that keeps one thread per pool then starts none (most do: `Settings.threads`)
+    _child.limit_threads(1)
+    THREADS = 1
 except Exception:  # noqa: BLE001
     pass
 _trusted.index_modules()  # the packages' submodules, for pickling the functions a test sends

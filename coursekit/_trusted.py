@@ -588,14 +588,16 @@ class ReferenceCache:
 
 def serve(conn, child_conn, child_pid: int, req: dict) -> None:  # noqa: C901 -- the cell loop
     """Entry point of the trusted process: run the cells the grader sends, one result each."""
-    from ._child import PR_SET_DUMPABLE, _prctl, die_with_parent, limit_threads, new_shell, redirect_output
+    from ._child import (PR_SET_DUMPABLE, _prctl, die_with_parent, limit_threads, new_shell, redirect_output,
+                         thread_environment)
 
     die_with_parent()
     _prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/<pid>/mem for other processes of this user
     private = req["private_dir"]
     log_path = os.path.join(private, "trusted.log")
     redirect_output(log_path, 0o600)
-    os.environ.update({"MPLBACKEND": "Agg", "HOME": private, "MPLCONFIGDIR": private})
+    os.environ.update({"MPLBACKEND": "Agg", "HOME": private, "MPLCONFIGDIR": private,
+                       **thread_environment(int(req.get("threads", 1)))})
     os.chdir(private)
     import matplotlib
     import torch  # noqa: F401 -- loaded before any test cell runs (reference keys look it up)

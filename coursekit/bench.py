@@ -11,7 +11,9 @@ problem set: plain serial `nbgrader autograde` against this project's grader wit
 workers, in the same run, with the parallel efficiency (1-worker time / (N x N-worker time))
 and the floor: the submissions' own code (their cells and every call the tests make into their
 functions, timed in the submission's process: passing values between the two grading processes
-is the grader's cost, not the student's), measured with 1 worker, divided by N. Each batch starts from the reference values
+is the grader's cost, not the student's), measured with 1 worker, divided by N. The 1-worker
+batch is the serial baseline: each submission on one thread (`make grade JOBS=1` would give it
+every core's BLAS thread, and time on two threads is not the compute a floor divides by N). Each batch starts from the reference values
 stored by `make autograder`, as `make grade` does; one more N-worker batch starts without them.
 `--class N` grades one synthetic class of N submissions the way `make grade` does (wall, floor,
 memory over the batch). Every figure is a median of ``repeats`` runs: the machine is shared. Uses only time.perf_counter and
@@ -148,7 +150,7 @@ def _stored_references(a: Assignment, settings: Settings, log) -> None:
 
 
 def batch_run(a: Assignment, n: int, jobs: int, repeats: int, settings: Settings, log=print) -> dict:
-    serial, one, many = "nbgrader serial", "coursekit 1 worker", f"coursekit {jobs} workers"
+    serial, one, many = "nbgrader serial", "coursekit 1 worker, 1 thread", f"coursekit {jobs} workers"
     cold = f"coursekit {jobs} workers, no stored reference values"
     times = {serial: [], one: [], many: [], cold: []}
     _stored_references(a, settings, log)
@@ -167,7 +169,8 @@ def batch_run(a: Assignment, n: int, jobs: int, repeats: int, settings: Settings
                 times[serial].append(time.perf_counter() - t0)
             for label, j in ((one, 1), (many, jobs), (cold, jobs)):
                 out = tmp / f"out{rep}-{label.replace(' ', '_')}"
-                run = settings.replace(jobs=j, out=out, db=None)
+                # the 1-worker batch is the serial baseline: one thread per submission, not the cores' worth
+                run = settings.replace(jobs=j, out=out, db=None, job_threads=1 if j == 1 else settings.job_threads)
                 sandbox.forget_references()  # each batch starts from the stored values, as `make grade` does
                 store = a.ps.autograder_references
                 hidden = store.with_name(store.name + ".aside")
@@ -381,7 +384,8 @@ def main(spec: str | None = None, repeats: int = 3, batch_size: int = 20, settin
             md.append(f"| {k} | {v:.1f} | {', '.join(f'{x:.1f}' for x in b['runs'][k])} |")
         md += ["", f"Speedup over serial nbgrader: **{b['speedup']:.2f}x** with {b['jobs']} workers, "
                f"{b['speedup_1']:.2f}x with 1 worker. Parallel efficiency: **{b['efficiency']:.0%}** "
-               f"(1-worker time / ({b['jobs']} x {many} time)). Floor (the submissions' own code -- their cells "
+               f"(1-worker time / ({b['jobs']} x {many} time); the 1-worker batch is the serial baseline, one "
+               f"thread per submission). Floor (the submissions' own code -- their cells "
                f"and every call into their functions, timed in their own process -- with 1 worker / {b['jobs']}): "
                f"{b['floor_s']:.1f} s; "
                f"measured / floor: **{b['vs_floor']:.2f}**. With the course's own work counted too (setup cells, "

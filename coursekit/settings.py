@@ -32,6 +32,7 @@ class Settings:
     out: Path | None = None  # a batch's output folder; None = grading/
     db: str | None = None  # SQLAlchemy URL of the gradebook; None = see module docstring
     grace: float = _DEFAULT.grace  # seconds a runaway cell gets to stop before it is killed
+    job_threads: int = 0  # threads per submission (torch, BLAS); 0 = the cores shared among the workers
     layout: Layout = Layout()
 
     def __post_init__(self):
@@ -41,6 +42,8 @@ class Settings:
             raise SettingsError(f"MEMORY_GB must be a positive number, not {self.memory_gb!r}")
         if self.jobs < 0:
             raise SettingsError(f"JOBS must be 0 (one per core) or more, not {self.jobs!r}")
+        if self.job_threads < 0:
+            raise SettingsError(f"threads per submission must be 0 (the cores shared) or more, not {self.job_threads!r}")
 
     @classmethod
     def resolve(cls, *, cell_timeout=None, memory_gb=None, jobs=None, out=None, db=None,
@@ -74,8 +77,8 @@ class Settings:
 
     @property
     def threads(self) -> int:
-        """Threads per submission: the cores shared among the workers."""
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        """Threads per submission: ``job_threads``, else the cores shared among the workers."""
+        return self.job_threads or max(1, (os.cpu_count() or 1) // self.workers)
 
     @property
     def limits(self) -> Limits:

@@ -418,3 +418,21 @@ def test_in_submission_runs_a_loop_of_calls_where_the_students_code_runs():
                  "in_submission(norm2, 'not a tensor')", "t", 1))
     assert all(x.ok for x in r[:3]) and not r[3].ok, r
     assert r[3].line == 14 and "TypeError" in r[3].error, r[3]
+
+
+def test_grading_processes_run_the_pools_on_the_threads_they_are_given():
+    """One thread per pool (most grading processes): set in the fork server, so neither process
+    starts OpenBLAS threads (each spun ~0.1 s of CPU per submission, against the other worker's
+    student). With more (JOBS=1 on several cores) torch and BLAS get them."""
+    import dataclasses
+
+    work = ("import os, numpy as np, scipy.linalg, torch\na = np.random.rand(300, 300)\nb = a @ a\n"
+            "scipy.linalg.lu(a)\nc = torch.rand(300, 300) @ torch.rand(300, 300)\n"
+            "pools = (len(os.listdir('/proc/self/task')), torch.get_num_threads())\n")
+    one = run(Cell(1, "solution", work + "child_pools = pools"),
+              Cell(2, "test", work + "assert child_pools == (1, 1), child_pools\nassert pools == (1, 1), pools", "t", 1))
+    assert one[-1].ok, one[-1]
+    two = run_cells([SETUP, Cell(1, "solution", work + "child_pools = pools"),
+                     Cell(2, "test", work + "assert child_pools[1] == 2 and pools[1] == 2, (child_pools, pools)",
+                          "t", 1)], limits=dataclasses.replace(LIMITS, threads=2))
+    assert two[-1].ok, two[-1]

@@ -35,6 +35,7 @@ def test_flags_over_environment_over_defaults(tmp_path):
     assert (d.cell_timeout, d.memory_gb, d.jobs, d.out) == (60.0, 6.0, 0, None)
     assert d.limits.memory_bytes == 6 * 2**30 and d.limits.cell_timeout == 60.0
     assert Settings.resolve(jobs=1, env={}).limits.threads == max(1, os.cpu_count() or 1)
+    assert Settings.resolve(jobs=1, env={}).replace(job_threads=1).limits.threads == 1
 
 
 @pytest.mark.parametrize("env", [{"CELL_TIMEOUT": "soon"}, {"MEMORY_GB": "-1"}, {"JOBS": "-2"}, {"CELL_TIMEOUT": "0"}])
