@@ -148,15 +148,16 @@ def _wrap_torch_io(torch) -> None:
 
 
 def _snapshot() -> dict:
+    """module name -> (module, its public attributes (name, value)): private state libraries rebind themselves."""
     snap = {}
     for name in PROTECTED_MODULES:
         mod = sys.modules.get(name)
         if mod is not None:
-            snap[name] = (mod, dict(vars(mod)))
+            snap[name] = (mod, [(k, v) for k, v in vars(mod).items() if not k.startswith("_")])
     for name, attrs in PROTECTED_NAMES.items():
         mod = sys.modules.get(name)
         if mod is not None:
-            snap[name] = (mod, {a: getattr(mod, a) for a in attrs if hasattr(mod, a)})
+            snap[name] = (mod, [(a, getattr(mod, a)) for a in attrs if not a.startswith("_") and hasattr(mod, a)])
     return snap
 
 
@@ -166,12 +167,8 @@ def _diff(snap: dict) -> list[str]:
         if sys.modules.get(name) is not mod:
             changed.append(f"sys.modules[{name!r}] replaced")
             continue
-        now = vars(mod)
-        for key, value in attrs.items():
-            if key.startswith("_"):  # private state libraries rebind themselves
-                continue
-            if now.get(key, _diff) is not value:
-                changed.append(f"{name}.{key} was replaced")
+        get = vars(mod).get
+        changed += [f"{name}.{key} was replaced" for key, value in attrs if get(key, _diff) is not value]
     return changed
 
 
