@@ -16,6 +16,7 @@ Two parts, used by both sides:
 from __future__ import annotations
 
 import os
+import re
 import select
 import struct
 import time
@@ -28,6 +29,7 @@ _NUMPY_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "
                  "float16", "float32", "float64", "complex64", "complex128")
 _TORCH_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "float16", "bfloat16", "float32", "float64",
                  "complex64", "complex128")
+_DTYPE_TEXT = re.compile(r"[<>|=][a-z][0-9]{1,2}")  # numpy's dtype.str: byte order, kind, item size
 
 
 class WireError(ValueError):
@@ -341,12 +343,14 @@ class _Reader:
 
     @staticmethod
     def _np_dtype(text: str):
+        if not _DTYPE_TEXT.fullmatch(text):  # before numpy parses it (it reads e.g. "," with ast)
+            raise WireError("invalid dtype")
         np = _numpy_import()
         try:
             dtype = np.dtype(text)
-        except TypeError as exc:
+        except (TypeError, ValueError, SyntaxError) as exc:
             raise WireError("invalid dtype") from exc
-        if dtype.name not in _NUMPY_DTYPES or dtype.hasobject or len(text) > 8:
+        if dtype.name not in _NUMPY_DTYPES or dtype.hasobject:
             raise WireError("invalid dtype")
         return dtype
 
@@ -365,9 +369,15 @@ def _prod(shape) -> int:
 
 
 def decode(data: bytes, make_proxy=None):
-    """bytes -> value, rebuilt with exact types; ``make_proxy(Handle)`` builds what a handle becomes."""
+    """bytes -> value, rebuilt with exact types; ``make_proxy(Handle)`` builds what a handle
+    becomes. Whatever the bytes, the only error is a WireError."""
     r = _Reader(data, make_proxy)
-    value = r.value()
+    try:
+        value = r.value()
+    except WireError:
+        raise
+    except (ValueError, TypeError, OverflowError, SyntaxError, RecursionError, struct.error) as exc:
+        raise WireError(f"invalid value ({type(exc).__name__})") from exc
     if r.pos != len(r.data):
         raise WireError("trailing bytes after the value")
     return value
