@@ -29,6 +29,7 @@ _NUMPY_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "
                  "float16", "float32", "float64", "complex64", "complex128")
 _TORCH_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "float16", "bfloat16", "float32", "float64",
                  "complex64", "complex128")
+_U64 = struct.Struct(">Q")
 _DTYPE_TEXT = re.compile(r"[<>|=][a-z][0-9]{1,2}")  # numpy's dtype.str: byte order, kind, item size
 
 
@@ -121,7 +122,7 @@ def encode(value, make_handle=None) -> bytes:
 
 def _str(s: str) -> bytes:
     b = s.encode("utf-8", "surrogatepass")
-    return struct.pack(">Q", len(b)) + b
+    return _U64.pack(len(b)) + b
 
 
 def _enc(v, out: list, make_handle, depth: int) -> None:  # noqa: C901 -- one branch per type
@@ -210,17 +211,23 @@ def _torch():
 
 class _Reader:
     def __init__(self, data: bytes, make_proxy):
-        self.data, self.pos, self.make_proxy, self.items = memoryview(data), 0, make_proxy, 0
+        self.data = data if type(data) is bytes else bytes(data)
+        self.end, self.pos, self.make_proxy, self.items = len(self.data), 0, make_proxy, 0
 
     def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
+        start = self.pos
+        stop = start + n
+        if n < 0 or stop > self.end:
             raise WireError("truncated value")
-        b = bytes(self.data[self.pos: self.pos + n])
-        self.pos += n
-        return b
+        self.pos = stop
+        return self.data[start:stop]
 
     def u64(self) -> int:
-        return struct.unpack(">Q", self.take(8))[0]
+        start = self.pos
+        if start + 8 > self.end:
+            raise WireError("truncated value")
+        self.pos = start + 8
+        return _U64.unpack_from(self.data, start)[0]
 
     def text(self) -> str:
         try:
@@ -238,6 +245,10 @@ class _Reader:
         if depth > MAX_DEPTH:
             raise WireError("value nested too deeply")
         tag = self.take(1)
+        if tag == b"s":  # the commonest first: a reply is a dict of str keys
+            return self.text()
+        if tag == b"d":
+            return self._dict(depth)
         if tag == b"N":
             return None
         if tag in (b"T", b"F"):
@@ -252,23 +263,12 @@ class _Reader:
         if tag == b"c":
             re_, im = struct.unpack(">dd", self.take(16))
             return complex(re_, im)
-        if tag == b"s":
-            return self.text()
         if tag == b"b":
             return self.take(self.u64())
         if tag in (b"l", b"t"):
             n = self.count(self.u64())
             items = [self.value(depth + 1) for _ in range(n)]
             return items if tag == b"l" else tuple(items)
-        if tag == b"d":
-            n = self.count(self.u64())
-            out = {}
-            for _ in range(n):
-                key = self.value(depth + 1)
-                if type(key) not in (str, int, float, bool, tuple, type(None)):
-                    raise WireError("invalid dict key")
-                out[key] = self.value(depth + 1)
-            return out
         if tag == b"A":
             np = _numpy_import()
             dtype = self._np_dtype(self.text())
@@ -301,7 +301,7 @@ class _Reader:
             shape = self._shape()
             raw = self.take(self.u64())
             n = _prod(shape)
-            if len(raw) != n * torch.empty((), dtype=dtype).element_size():
+            if len(raw) != n * _torch_itemsize(dtype):
                 raise WireError("tensor size does not match its shape")
             flat = torch.frombuffer(bytearray(raw), dtype=dtype) if n else torch.empty(0, dtype=dtype)
             x = flat.reshape(shape).clone()
@@ -329,6 +329,16 @@ class _Reader:
             return self.make_proxy(Handle(hid, type_name, flag == b"1", overrides))
         raise WireError(f"unknown tag {tag!r}")
 
+    def _dict(self, depth: int) -> dict:
+        n = self.count(self.u64())
+        out = {}
+        for _ in range(n):
+            key = self.value(depth + 1)
+            if type(key) not in (str, int, float, bool, tuple, type(None)):
+                raise WireError("invalid dict key")
+            out[key] = self.value(depth + 1)
+        return out
+
     def _dims(self) -> tuple:
         nd = self.u64()
         if nd > 64:
@@ -353,6 +363,18 @@ class _Reader:
         if dtype.name not in _NUMPY_DTYPES or dtype.hasobject:
             raise WireError("invalid dtype")
         return dtype
+
+
+_ITEMSIZE: dict = {}
+
+
+def _torch_itemsize(dtype) -> int:
+    size = _ITEMSIZE.get(dtype)
+    if size is None:
+        import torch
+
+        size = _ITEMSIZE[dtype] = torch.empty((), dtype=dtype).element_size()
+    return size
 
 
 def _numpy_import():
